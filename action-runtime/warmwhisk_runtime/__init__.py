@@ -1,0 +1,1 @@
+"""warmwhisk action runtime: OpenWhisk's action-container contract with concurrent activations."""

@@ -1,0 +1,98 @@
+"""The runtime's configuration: read once, at the edge, into one typed object."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Every knob of the runtime. Environment variable names are given for each field."""
+
+    # Address of the action server (OpenWhisk always talks to :8080). `--host`, `--port`, `PORT`.
+    host: str = "0.0.0.0"
+    port: int = 8080
+    # Health and Prometheus metrics, on their own port so action routes never expose them.
+    # `--metrics-port`, `WARMWHISK_METRICS_PORT` (0 turns the endpoint off); host defaults to `host`.
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 8081
+    # Overlap /run calls (OpenWhisk's intra-container concurrency). `__OW_ALLOW_CONCURRENT=true`.
+    allow_concurrent: bool = False
+    # Most activations running at once when concurrent; more wait for a slot (until their
+    # deadline). The invoker sends at most the action's `limits.concurrency`. `WARMWHISK_MAX_CONCURRENT`.
+    max_concurrent: int = 64
+    # Largest accepted request body, in bytes: a 48 MB zip action is 64 MB in base64.
+    # `WARMWHISK_MAX_BODY_BYTES`.
+    max_body_bytes: int = 64 * MIB
+    # Largest uncompressed size of a zip action, in bytes. `WARMWHISK_MAX_ZIP_BYTES`.
+    max_zip_bytes: int = 1024 * MIB
+    # Log bytes kept per activation and stream (OpenWhisk's default log limit is 10 MB).
+    # `WARMWHISK_MAX_LOG_BYTES`.
+    max_log_bytes: int = 10 * MIB
+    # A handler baked into the image, used by an /init without code (a `--docker` action with
+    # no file): `path/to/file.py[:function]` or `dir[:function]` (dir holds `__main__.py`).
+    # `WARMWHISK_HANDLER`.
+    handler: str | None = None
+    # Where action code is unpacked; a fresh temporary folder when unset. `WARMWHISK_ACTION_DIR`.
+    action_dir: str | None = None
+    # Seconds an idle keep-alive connection from the invoker stays open. `WARMWHISK_KEEPALIVE_S`.
+    keepalive_s: int = 75
+
+    @property
+    def server_threads(self) -> int:
+        """Request threads: one per admitted activation plus a few to answer while full."""
+        return (self.max_concurrent if self.allow_concurrent else 1) + 4
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() == "true"
+
+
+def _positive_int(environ: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(f"warmwhisk runtime: {name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SystemExit(f"warmwhisk runtime: {name} must be >= {minimum}, got {value}")
+    return value
+
+
+def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> RuntimeConfig:
+    """Build the configuration from command-line flags (first) and the environment."""
+    parser = argparse.ArgumentParser(
+        prog="python -m warmwhisk_runtime",
+        description="warmwhisk action runtime: OpenWhisk's /init and /run contract, concurrent.",
+    )
+    parser.add_argument("--host", default=environ.get("WARMWHISK_HOST", "0.0.0.0"))
+    parser.add_argument("--port", type=int, default=None, help="default: $PORT or 8080")
+    parser.add_argument("--metrics-host", default=None, help="default: same as --host")
+    parser.add_argument("--metrics-port", type=int, default=None, help="0 turns it off; default 8081")
+    args = parser.parse_args(list(argv))
+    port = args.port if args.port is not None else _positive_int(environ, "PORT", 8080)
+    metrics_port = (
+        args.metrics_port
+        if args.metrics_port is not None
+        else _positive_int(environ, "WARMWHISK_METRICS_PORT", 8081, minimum=0)
+    )
+    return RuntimeConfig(
+        host=args.host,
+        port=port,
+        metrics_host=args.metrics_host or args.host,
+        metrics_port=metrics_port,
+        allow_concurrent=_truthy(environ.get("__OW_ALLOW_CONCURRENT")),
+        max_concurrent=_positive_int(environ, "WARMWHISK_MAX_CONCURRENT", 64),
+        max_body_bytes=_positive_int(environ, "WARMWHISK_MAX_BODY_BYTES", 64 * MIB),
+        max_zip_bytes=_positive_int(environ, "WARMWHISK_MAX_ZIP_BYTES", 1024 * MIB),
+        max_log_bytes=_positive_int(environ, "WARMWHISK_MAX_LOG_BYTES", 10 * MIB),
+        handler=environ.get("WARMWHISK_HANDLER") or None,
+        action_dir=environ.get("WARMWHISK_ACTION_DIR") or None,
+        keepalive_s=_positive_int(environ, "WARMWHISK_KEEPALIVE_S", 75),
+    )

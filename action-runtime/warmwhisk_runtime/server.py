@@ -1,0 +1,66 @@
+"""Serving the runtime: gunicorn, one worker process, many threads.
+
+One process, so every activation in the container shares one copy of the action's state (and,
+later, of its models); threads, so activations overlap. The worker builds the runtime after
+the fork, which is also where it installs per-activation isolation and starts the metrics port.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from .app import ActionApp
+from .config import RuntimeConfig
+from .contract import ACTIVATION_CONTEXT_KEYS, env_name
+from .isolation import ActivationEnviron, LogSink, install
+from .metrics import MetricsServer, RuntimeMetrics
+from .runtime import Runtime
+
+
+def build_app(config: RuntimeConfig) -> ActionApp:
+    """Wire the runtime's parts together in this process; returns the WSGI application."""
+    sink = LogSink(sys.stdout, sys.stderr)
+    environ = ActivationEnviron(os.environ, masked={env_name(key) for key in ACTIVATION_CONTEXT_KEYS})
+    install(sink, environ)
+    metrics = RuntimeMetrics()
+    runtime = Runtime(config, sink, environ, metrics)
+    if config.metrics_port:
+        MetricsServer(config.metrics_host, config.metrics_port, metrics, runtime.health).start()
+    return ActionApp(runtime, config.max_body_bytes)
+
+
+def _bind(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class RuntimeServer(BaseApplication):
+    def __init__(self, config: RuntimeConfig) -> None:
+        self._config = config
+        super().__init__()
+
+    def load_config(self) -> None:
+        settings: dict[str, Any] = {
+            "bind": [_bind(self._config.host, self._config.port)],
+            "workers": 1,
+            "worker_class": "gthread",
+            "threads": self._config.server_threads,
+            "keepalive": self._config.keepalive_s,
+            # The worker's main loop heartbeats even while every thread runs a long activation.
+            "timeout": 120,
+            # On SIGTERM (docker stop) running activations get this long to finish.
+            "graceful_timeout": 30,
+            # Nothing at start-up: stdout and stderr belong to activation logs (contract §5).
+            "loglevel": "warning",
+            "accesslog": None,
+            "errorlog": "-",
+            "proc_name": "warmwhisk-runtime",
+        }
+        for key, value in settings.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> ActionApp:
+        return build_app(self._config)
