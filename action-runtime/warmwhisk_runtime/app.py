@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .contract import BAD_REQUEST, PAYLOAD_TOO_LARGE
-from .runtime import Response, Runtime, _error
+from .runtime import Response, Runtime, error_response
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
@@ -30,23 +30,32 @@ class BodyTooLarge(Exception):
     pass
 
 
+# An oversized body is still read (and dropped) up to this many bytes, so that the client gets
+# the 413 instead of a connection reset in the middle of its upload.
+DRAIN_LIMIT = 256 * 1024 * 1024
+
+
 def read_body(environ: dict[str, Any], limit: int) -> bytes:
     """Read the request body, refusing more than `limit` bytes (declared or streamed)."""
     stream = environ["wsgi.input"]
     declared = environ.get("CONTENT_LENGTH")
-    if declared:
-        try:
-            length = int(declared)
-        except ValueError:
-            length = -1
-        if length > limit:
-            raise BodyTooLarge
-        if length >= 0:
-            return stream.read(length)
-    data = stream.read(limit + 1)  # chunked or unknown length
+    length = int(declared) if declared and declared.isdigit() else -1
+    if 0 <= length <= limit:
+        return stream.read(length)
+    data = stream.read(limit + 1)  # chunked, unknown or too large
     if len(data) > limit:
+        _drain(stream)
         raise BodyTooLarge
     return data
+
+
+def _drain(stream: Any) -> None:
+    left = DRAIN_LIMIT
+    while left > 0:
+        chunk = stream.read(min(left, 1024 * 1024))
+        if not chunk:
+            return
+        left -= len(chunk)
 
 
 class ActionApp:
@@ -65,13 +74,15 @@ class ActionApp:
     def _dispatch(self, environ: dict[str, Any]) -> Response:
         handler = self._routes.get(environ.get("PATH_INFO", ""))
         if handler is None:
-            return _error(404, "Not found: the action container serves POST /init and POST /run.")
+            return error_response(404, "Not found: the action container serves POST /init and POST /run.")
         if environ.get("REQUEST_METHOD") != "POST":
-            return _error(405, f"{environ.get('PATH_INFO')} accepts POST only.")
+            return error_response(405, f"{environ.get('PATH_INFO')} accepts POST only.")
         try:
             raw = read_body(environ, self._max_body)
         except BodyTooLarge:
-            return _error(PAYLOAD_TOO_LARGE, f"The request body is larger than {self._max_body} bytes.")
+            return error_response(
+                PAYLOAD_TOO_LARGE, f"The request body is larger than {self._max_body} bytes."
+            )
         except (OSError, ValueError) as exc:
-            return _error(BAD_REQUEST, f"The request body could not be read: {exc}")
+            return error_response(BAD_REQUEST, f"The request body could not be read: {exc}")
         return handler(raw)

@@ -122,6 +122,11 @@ def init_fields(body: Mapping[str, Any]) -> dict[str, Any]:
         env = {}
     if not isinstance(env, dict):
         raise ContractError(BAD_REQUEST, "The /init 'env' must be a JSON object.")
+    for key, text in env.items():
+        if not key or "=" in key or "\0" in key or "\0" in env_value(text):
+            raise ContractError(
+                BAD_REQUEST, f"The /init 'env' has a name or value no environment can hold: {key!r}."
+            )
     name = value.get("name")
     if name is not None and not isinstance(name, str):
         raise ContractError(BAD_REQUEST, "The /init 'name' must be a string.")
@@ -146,12 +151,17 @@ def run_fields(body: Mapping[str, Any]) -> tuple[dict[str, Any] | list[Any], dic
 
 
 def deadline_ms(context: Mapping[str, str]) -> float | None:
-    """`__OW_DEADLINE` as epoch milliseconds, or None when absent or unreadable."""
+    """`__OW_DEADLINE` as epoch milliseconds; None when absent."""
     raw = context.get(env_name("deadline"), "")
-    try:
-        return float(raw) if raw else None
-    except ValueError:
+    if not raw:
         return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ContractError(BAD_REQUEST, f"The deadline must be epoch milliseconds, got {raw!r}.")
+    return value
 
 
 def error_body(message: str) -> dict[str, str]:

@@ -28,11 +28,16 @@ class DeadlineExceeded(Exception):
     """The call did not finish before its deadline."""
 
 
+# Deadlines further away than this are no deadline (lock timeouts overflow on absurd values).
+MAX_WAIT_S = 1_000_000.0
+
+
 def seconds_left(deadline_ms: float | None, now_ms: float) -> float | None:
     """Seconds from `now_ms` to `deadline_ms` (epoch ms), never negative; None for no deadline."""
     if deadline_ms is None:
         return None
-    return max(0.0, (deadline_ms - now_ms) / 1000.0)
+    left = (deadline_ms - now_ms) / 1000.0
+    return None if left > MAX_WAIT_S else max(0.0, left)
 
 
 class _Call:

@@ -7,7 +7,6 @@ the WSGI layer in `app.py` only moves bytes. Statuses and messages follow `contr
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 import traceback
@@ -25,12 +24,12 @@ from .runner import DeadlineExceeded, DeadlineRunner, now_ms, seconds_left
 Response = tuple[int, bytes]
 
 
-def _json(status: int, body: dict[str, Any] | list[Any]) -> Response:
+def json_response(status: int, body: dict[str, Any] | list[Any]) -> Response:
     return status, json.dumps(body, ensure_ascii=False).encode()
 
 
-def _error(status: int, message: str) -> Response:
-    return _json(status, error_body(message))
+def error_response(status: int, message: str) -> Response:
+    return json_response(status, error_body(message))
 
 
 class Runtime:
@@ -59,7 +58,7 @@ class Runtime:
             if self._init_claimed:
                 # Logged, but no sentinel (§2 "The init-once rule").
                 self.sink.write_direct("stderr", contract.ERR_REINIT + "\n")
-                return _error(contract.FORBIDDEN, contract.ERR_REINIT)
+                return error_response(contract.FORBIDDEN, contract.ERR_REINIT)
             self._init_claimed = True
         started = time.perf_counter()
         try:
@@ -82,7 +81,7 @@ class Runtime:
                 contract.INIT_FAILED, f"Cannot start action: loading its code {what}. Check logs for details."
             )
         self.metrics.init_seconds.set(time.perf_counter() - started)
-        return _json(contract.OK, {"ok": True})
+        return json_response(contract.OK, {"ok": True})
 
     def _load(self, fields: dict[str, Any]) -> LoadedAction:
         source = unpack(fields, self.config.handler, self.config.action_dir, self.config.max_zip_bytes)
@@ -92,7 +91,7 @@ class Runtime:
         """Init parameters and the triggering activation's `__OW_*` become process environment,
         before the code loads (§2). Runs later see only their own `__OW_*` values."""
         for key, value in env.items():
-            os.environ[key] = value
+            self.environ[key] = value
             if key.startswith(contract.ENV_PREFIX):
                 self.environ.masked.add(key)
 
@@ -102,7 +101,7 @@ class Runtime:
         self.sink.write_direct("stderr", message + "\n")
         self.sink.emit(None)  # one sentinel pair after a failed init (§5)
         self.metrics.errors.labels(kind="init").inc()
-        return _error(status, message)
+        return error_response(status, message)
 
     # ------------------------------------------------------------------------------------ /run
     def run(self, raw: bytes) -> Response:
@@ -132,7 +131,7 @@ class Runtime:
         """A run that never reached the action: logged, no sentinel (only accepted runs write one)."""
         self.sink.write_direct("stderr", f"Internal system error: {message}\n")
         self.metrics.errors.labels(kind="refused").inc()
-        return _error(status, message)
+        return error_response(status, message)
 
     def _run_admitted(
         self, main: Callable[[Any], Any], value: Any, context: dict[str, str], deadline: float | None
@@ -166,22 +165,24 @@ class Runtime:
                 f"(__OW_DEADLINE={activation.env.get(contract.env_name('deadline'))}) and was interrupted."
             )
             log.append("stderr", message + "\n")
-            return *_error(contract.OK, message), "timeout"
+            return *error_response(contract.OK, message), "timeout"
         except SystemExit as exc:
             # Upstream's process exits here (400 "command exited"); ours stays up, models and all.
             log.append("stderr", f"The action called sys.exit({exc.code!r}).\n")
-            return *_error(contract.BAD_REQUEST, contract.ERR_EXITED), "exit"
+            return *error_response(contract.BAD_REQUEST, contract.ERR_EXITED), "exit"
         except BaseException as exc:  # noqa: BLE001 - any failure of action code is its result
             log.append("stderr", traceback.format_exc())
-            return *_error(contract.OK, f"An error has occurred: {type(exc).__name__}: {exc}"), "exception"
+            return *error_response(
+                contract.OK, f"An error has occurred: {type(exc).__name__}: {exc}"
+            ), "exception"
         if not isinstance(result, (dict, list)):
-            return *_error(contract.BAD_RESULT, contract.ERR_NOT_DICT), "result"
+            return *error_response(contract.BAD_RESULT, contract.ERR_NOT_DICT), "result"
         try:
             payload = json.dumps(result, allow_nan=False, ensure_ascii=False).encode()
         except (TypeError, ValueError, RecursionError) as exc:
             message = f"The action's result is not valid JSON: {exc}"
             log.append("stderr", message + "\n")
-            return *_error(contract.OK, message), "result"
+            return *error_response(contract.OK, message), "result"
         failure = "application" if isinstance(result, dict) and "error" in result else None
         return contract.OK, payload, failure
 
