@@ -1,0 +1,33 @@
+# warmwhisk: build, test and demo targets. Run as root on Debian/Ubuntu;
+# `make setup` installs what is missing (see deploy/README.md).
+IMAGE ?= warmwhisk/runtime:dev
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+
+export IMAGE VENV
+
+.PHONY: setup image test demo bench-runtime lint clean-docker
+
+setup:
+	@bash deploy/setup.sh
+
+image: setup
+	@bash deploy/build-image.sh
+
+# (tests/runtime_harness.py reads the image name from WARMWHISK_IMAGE)
+test: image
+	WARMWHISK_IMAGE=$(IMAGE) $(PYTHON) -m pytest tests
+
+demo: image
+	$(PYTHON) deploy/demo.py
+
+bench-runtime: setup
+	$(PYTHON) bench/bench_runtime.py
+
+lint:
+	$(VENV)/bin/ruff check .
+
+# Remove containers the tests left behind (they carry the label warmwhisk.test=1).
+clean-docker:
+	@ids=$$(docker ps -aq --filter label=warmwhisk.test=1); \
+	if [ -n "$$ids" ]; then docker rm -f $$ids >/dev/null; echo "removed $$(echo $$ids | wc -w) container(s)"; fi

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Build the warmwhisk action runtime image without any registry (`make image`).
+#
+#   1. base image: $BASE_IMAGE if given, else a local Debian bookworm image
+#      (warmwhisk/base:bookworm) made with debootstrap + `docker import`, built once;
+#   2. wheelhouse: build/wheelhouse/, the image's Python packages downloaded on
+#      the host (containers cannot reach an index), redone only when the
+#      requirements change;
+#   3. `docker build --network host` of action-runtime/Dockerfile from the repo root.
+#
+# Environment:
+#   IMAGE           tag to build            (default warmwhisk/runtime:dev)
+#   BASE_IMAGE      base image to build on  (default: local warmwhisk/base:bookworm)
+#   LOCAL_BASE      tag of the local base   (default warmwhisk/base:bookworm)
+#   DEBIAN_SUITE    suite for the local base (default bookworm)
+#   DEBIAN_MIRROR   debootstrap mirror      (default: debootstrap's own)
+#   PYTHON_VERSION  Python of the base image, for the wheelhouse (default 3.11)
+#   VERBOSE=1       show the docker build output instead of logging it
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+image=${IMAGE:-warmwhisk/runtime:dev}
+local_base=${LOCAL_BASE:-warmwhisk/base:bookworm}
+suite=${DEBIAN_SUITE:-bookworm}
+py_version=${PYTHON_VERSION:-3.11}
+venv=${VENV:-.venv}
+build_dir=build
+wheelhouse=$build_dir/wheelhouse
+
+say() { echo "build-image: $*" >&2; }
+die() { say "$*"; exit 1; }
+
+docker info >/dev/null 2>&1 || die "no Docker engine answers (run deploy/start-dockerd.sh or make setup)"
+mkdir -p "$build_dir"
+
+# --- 1. base image ----------------------------------------------------------
+rootfs=
+cleanup_rootfs() {
+    [ -n "$rootfs" ] && [ -d "$rootfs" ] || return 0
+    # debootstrap mounts proc/sys inside the target; never rm through a mount.
+    local m
+    awk -v r="$rootfs" '$2 == r || index($2, r "/") == 1 { print $2 }' /proc/mounts | sort -r |
+        while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    rm -rf --one-file-system "$rootfs"
+}
+trap cleanup_rootfs EXIT
+trap 'exit 130' INT TERM
+
+if [ -n "${BASE_IMAGE:-}" ]; then
+    base=$BASE_IMAGE
+elif docker image inspect "$local_base" >/dev/null 2>&1; then
+    base=$local_base
+else
+    base=$local_base
+    command -v debootstrap >/dev/null 2>&1 || die "debootstrap is missing (make setup, or apt-get install -y debootstrap)"
+    [ "$(id -u)" -eq 0 ] || die "debootstrap needs root"
+    rootfs=$(cd "$build_dir" && pwd)/base-rootfs
+    cleanup_rootfs
+    say "building $local_base: debootstrap $suite (log $build_dir/debootstrap.log)"
+    t0=$SECONDS
+    # shellcheck disable=SC2086  # DEBIAN_MIRROR is empty or one word
+    if ! debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+            "$suite" "$rootfs" ${DEBIAN_MIRROR:-} >"$build_dir/debootstrap.log" 2>&1; then
+        tail -n 20 "$build_dir/debootstrap.log" >&2
+        die "debootstrap failed (full log: $build_dir/debootstrap.log)"
+    fi
+    # Slim it down: package caches, apt lists, docs and translations.
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/cache/apt/*.bin \
+        "$rootfs"/var/lib/apt/lists/* "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* \
+        "$rootfs"/usr/share/info/* "$rootfs"/usr/share/locale/* "$rootfs"/var/log/*.log \
+        "$rootfs"/var/cache/debconf/*-old "$rootfs"/var/lib/dpkg/*-old
+    # An imported image has no config: give it the usual PATH and a shell.
+    tar --numeric-owner -C "$rootfs" -c . | docker import \
+        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'ENV LANG=C.UTF-8' \
+        --change 'CMD ["/bin/bash"]' \
+        -m "debootstrap --variant=minbase $suite (warmwhisk)" - "$local_base" >/dev/null
+    cleanup_rootfs
+    rootfs=
+    say "built $local_base in $((SECONDS - t0))s"
+fi
+
+# --- 2. wheelhouse ----------------------------------------------------------
+reqs=(action-runtime/requirements.txt)
+[ ! -f action-runtime/requirements-ml.txt ] || reqs+=(action-runtime/requirements-ml.txt)
+# Debian bookworm's Python is 3.11.2, but pip evaluates environment markers
+# against the host's Python, so packages needed only below 3.11.3 (redis ->
+# async-timeout) would be left out: add them by hand.
+extra=(async-timeout)
+
+arch=$(uname -m)
+platforms=()
+# The base is bookworm (glibc 2.36): any manylinux wheel up to 2.36 runs.
+# pip does not expand manylinux_2_X tags by itself, so list them all.
+for minor in $(seq 36 -1 17); do platforms+=("manylinux_2_${minor}_${arch}"); done
+platforms+=("manylinux2014_${arch}")  # pip adds manylinux2010/manylinux1 itself
+
+pip_py=python3
+[ ! -x "$venv/bin/python" ] || pip_py=$venv/bin/python
+
+wh_hash=$({
+    cat "${reqs[@]}"
+    echo "${extra[*]} ${platforms[*]} $py_version"
+} | sha256sum | cut -d' ' -f1)
+wh_stamp=$build_dir/wheelhouse.sha256
+if [ -d "$wheelhouse" ] && [ "$(cat "$wh_stamp" 2>/dev/null || true)" = "$wh_hash" ]; then
+    :
+else
+    say "downloading the wheelhouse into $wheelhouse"
+    t0=$SECONDS
+    rm -rf "$wheelhouse" "$wheelhouse.tmp" "$wh_stamp"
+    req_args=()
+    for r in "${reqs[@]}"; do req_args+=(-r "$r"); done
+    plat_args=()
+    for p in "${platforms[@]}"; do plat_args+=(--platform "$p"); done
+    "$pip_py" -m pip download -q --only-binary=:all: \
+        --python-version "$py_version" --implementation cp "${plat_args[@]}" \
+        -d "$wheelhouse.tmp" "${req_args[@]}" "${extra[@]}"
+    mv "$wheelhouse.tmp" "$wheelhouse"
+    echo "$wh_hash" >"$wh_stamp"
+    say "wheelhouse ready in $((SECONDS - t0))s ($(du -sh "$wheelhouse" | cut -f1))"
+fi
+
+# --- 3. the image -----------------------------------------------------------
+t0=$SECONDS
+build_args=(build --network host --build-arg "BASE_IMAGE=$base"
+    -f action-runtime/Dockerfile -t "$image" .)
+if [ "${VERBOSE:-0}" = 1 ]; then
+    docker "${build_args[@]}"
+else
+    log=$build_dir/docker-build.log
+    if ! docker "${build_args[@]}" >"$log" 2>&1; then
+        tail -n 30 "$log" >&2
+        die "docker build failed (full log: $log)"
+    fi
+fi
+say "$image ready on $base ($((SECONDS - t0))s)"

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Prepare this machine for building and testing warmwhisk (run as root; `make setup`).
+# Idempotent and silent when there is nothing to do:
+#   1. apt packages: docker.io, debootstrap, redis-server (and python3-venv if needed);
+#   2. the dev virtualenv .venv/ with requirements.txt (skipped while unchanged);
+#   3. a running Docker engine (deploy/start-dockerd.sh).
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+venv=${VENV:-.venv}
+
+say() { echo "setup: $*" >&2; }
+
+# --- 1. system packages -----------------------------------------------------
+missing=()
+{ command -v dockerd && command -v docker; } >/dev/null 2>&1 || missing+=(docker.io)
+# (debootstrap checks the Debian archive signatures: it needs the keyring.)
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap debian-archive-keyring ca-certificates)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# Debian splits venv/ensurepip out of python3 into python3-venv.
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3 python3-venv)
+
+if [ ${#missing[@]} -gt 0 ]; then
+    [ "$(id -u)" -eq 0 ] || { say "need root to install: ${missing[*]}"; exit 1; }
+    command -v apt-get >/dev/null 2>&1 || { say "no apt-get; install by hand: ${missing[*]}"; exit 1; }
+    say "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # No recommends: they would add apparmor, needrestart and the like.
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- 2. dev virtualenv ------------------------------------------------------
+if [ -e "$venv" ] && ! "$venv/bin/python" -c '' >/dev/null 2>&1; then
+    say "$venv is broken; recreating it"
+    rm -rf "$venv"
+fi
+if [ ! -e "$venv/bin/python" ]; then
+    say "creating $venv"
+    python3 -m venv "$venv"
+fi
+
+# The stamp covers requirements.txt and the files it pulls in with -r.
+req_hash=$(cat requirements.txt action-runtime/requirements*.txt | sha256sum | cut -d' ' -f1)
+stamp="$venv/.requirements.sha256"
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$req_hash" ]; then
+    say "installing requirements.txt into $venv"
+    "$venv/bin/python" -m pip install -q -r requirements.txt
+    echo "$req_hash" >"$stamp"
+fi
+
+# --- 3. Docker engine -------------------------------------------------------
+docker info >/dev/null 2>&1 || bash "$repo/deploy/start-dockerd.sh"
