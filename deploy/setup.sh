@@ -42,11 +42,12 @@ if [ ! -e "$venv/bin/python" ]; then
 fi
 
 # The stamp covers requirements.txt and the files it pulls in with -r.
-req_hash=$(cat requirements.txt action-runtime/requirements*.txt | sha256sum | cut -d' ' -f1)
+req_hash=$(cat requirements*.txt action-runtime/requirements*.txt | sha256sum | cut -d' ' -f1)
 stamp="$venv/.requirements.sha256"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$req_hash" ]; then
     say "installing requirements.txt into $venv"
     "$venv/bin/python" -m pip install -q -r requirements.txt
+    "$venv/bin/python" -m pip install -q --no-deps -r requirements-nodeps.txt
     echo "$req_hash" >"$stamp"
 fi
 

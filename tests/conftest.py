@@ -41,7 +41,9 @@ RuntimeFactory = Callable[..., RuntimeHandle]
 def _factory(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RuntimeFactory]:
     started: list[RuntimeHandle] = []
 
-    def start(env: dict[str, str] | None = None, volumes: dict | None = None, ready: bool = True) -> RuntimeHandle:
+    def start(
+        env: dict[str, str] | None = None, volumes: dict | None = None, ready: bool = True
+    ) -> RuntimeHandle:
         if kind == "process":
             handle: RuntimeHandle = ProcessRuntime(tmp_path / f"rt{len(started)}", env)
         else:

@@ -6,6 +6,7 @@ Both kinds expose the same `RuntimeHandle`, so one contract suite runs against e
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -141,7 +142,9 @@ class ProcessRuntime(RuntimeHandle):
         tmp.mkdir(parents=True, exist_ok=True)
         self._out_path, self._err_path = tmp / "stdout.log", tmp / "stderr.log"
         full_env = {
-            k: v for k, v in os.environ.items() if not k.startswith("__OW_") and not k.startswith("WARMWHISK_")
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("__OW_") and not k.startswith("WARMWHISK_")
         }
         full_env.update({"PYTHONPATH": str(RUNTIME_SRC), "PYTHONUNBUFFERED": "1", **(env or {})})
         with open(self._out_path, "wb") as out, open(self._err_path, "wb") as err:
@@ -171,7 +174,9 @@ class ProcessRuntime(RuntimeHandle):
 class ContainerRuntime(RuntimeHandle):
     kind = "container"
 
-    def __init__(self, docker_client: Any, env: dict[str, str] | None = None, volumes: dict | None = None) -> None:
+    def __init__(
+        self, docker_client: Any, env: dict[str, str] | None = None, volumes: dict | None = None
+    ) -> None:
         port, metrics_port = free_port(), free_port()
         super().__init__(port, metrics_port)
         self.container = docker_client.containers.run(
@@ -188,10 +193,8 @@ class ContainerRuntime(RuntimeHandle):
 
     def stop(self) -> None:
         self.session.close()
-        try:
+        with contextlib.suppress(Exception):  # already gone is fine in teardown
             self.container.remove(force=True)
-        except Exception:  # noqa: BLE001 - already gone is fine in teardown
-            pass
 
     def logs(self) -> tuple[str, str]:
         out = self.container.logs(stdout=True, stderr=False).decode(errors="replace")

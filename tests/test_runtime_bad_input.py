@@ -106,11 +106,14 @@ def test_run_past_an_already_expired_deadline(start_process_runtime):
 # ------------------------------------------------------------------------------------- fuzzing
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 run_bodies = st.dictionaries(
-    st.sampled_from(["value", "activation_id", "deadline", "namespace", "api_key", "other"]) | st.text(max_size=8),
+    st.sampled_from(["value", "activation_id", "deadline", "namespace", "api_key", "other"])
+    | st.text(max_size=8),
     json_values,
     max_size=5,
 )
@@ -127,7 +130,9 @@ def test_fuzz_run_bodies(start_process_runtime, body):
         value = {}
     deadline = body.get("deadline")
     if isinstance(value, (dict, list)) and _deadline_ok(deadline):
-        expected_past = deadline is not None and deadline not in ("", None) and _as_float(deadline) < time.time() * 1000
+        expected_past = (
+            deadline is not None and deadline not in ("", None) and _as_float(deadline) < time.time() * 1000
+        )
         if expected_past:
             assert status == 200 and "time limit" in result["error"]
         else:
@@ -142,7 +147,11 @@ init_values = st.dictionaries(
 
 
 @FUZZ
-@given(body=st.one_of(json_values.filter(lambda v: not isinstance(v, dict)), st.builds(lambda v: {"value": v}, init_values)))
+@given(
+    body=st.one_of(
+        json_values.filter(lambda v: not isinstance(v, dict)), st.builds(lambda v: {"value": v}, init_values)
+    )
+)
 def test_fuzz_init_bodies_are_refused_without_consuming_the_init(start_process_runtime, body):
     runtime = _shared(start_process_runtime, "fresh", None)
     status, result = runtime.post("/init", json.dumps(body))

@@ -27,8 +27,8 @@ def main(args):
     print(f"middle {me}")
     time.sleep(0.01)
     print(f"end {me}")
-    return {"before": me, "after": os.environ["__OW_ACTIVATION_ID"], "getenv": os.getenv("__OW_ACTIVATION_ID"),
-            "n": args["n"]}
+    after = os.environ["__OW_ACTIVATION_ID"]
+    return {"before": me, "after": after, "getenv": os.getenv("__OW_ACTIVATION_ID"), "n": args["n"]}
 """
 
 

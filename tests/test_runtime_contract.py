@@ -64,7 +64,9 @@ def test_second_init_is_refused_with_the_exact_message_and_no_sentinel(start_run
     assert SENTINEL not in out + err
 
 
-@pytest.mark.parametrize("body", [{"value": {"code": "", "main": "main"}}, {}], ids=["empty-code", "empty-body"])
+@pytest.mark.parametrize(
+    "body", [{"value": {"code": "", "main": "main"}}, {}], ids=["empty-code", "empty-body"]
+)
 def test_init_without_code_is_refused(start_runtime, body):
     runtime = start_runtime()
     assert runtime.post("/init", body) == (403, {"error": ERR_NO_CODE})
@@ -90,7 +92,10 @@ def test_init_env_is_applied_before_the_code_loads(start_runtime):
 
 def test_custom_entry_point_and_unicode(start_runtime):
     runtime = start_runtime()
-    assert runtime.init("def niam(args):\n    return {'greeting': 'héllo ☃ ' + args['n']}\n", main="niam")[0] == 200
+    assert (
+        runtime.init("def niam(args):\n    return {'greeting': 'héllo ☃ ' + args['n']}\n", main="niam")[0]
+        == 200
+    )
     assert runtime.run({"n": "日本"}) == (200, {"greeting": "héllo ☃ 日本"})
 
 
@@ -191,7 +196,12 @@ def test_activation_context_reaches_os_environ_and_getenv(start_runtime):
 
 def test_exception_in_main_is_an_application_error_and_the_container_survives(start_runtime):
     runtime = start_runtime()
-    source = "def main(args):\n    if args.get('fail'):\n        raise ValueError('bad input value')\n    return args\n"
+    source = code("""
+        def main(args):
+            if args.get('fail'):
+                raise ValueError('bad input value')
+            return args
+    """)
     assert runtime.init(source)[0] == 200
     status, body = runtime.run({"fail": True})
     assert status == 200 and "ValueError: bad input value" in body["error"]
@@ -218,7 +228,12 @@ def test_result_that_is_not_json_is_a_clear_error(start_runtime):
 
 def test_sys_exit_in_main_is_reported_and_the_runtime_stays_up(start_runtime):
     runtime = start_runtime()
-    assert runtime.init("import sys\ndef main(args):\n    if args.get('exit'):\n        sys.exit(2)\n    return args\n")[0] == 200
+    assert (
+        runtime.init(
+            "import sys\ndef main(args):\n    if args.get('exit'):\n        sys.exit(2)\n    return args\n"
+        )[0]
+        == 200
+    )
     assert runtime.run({"exit": True}) == (400, {"error": ERR_EXITED})
     assert runtime.run({"x": 1}) == (200, {"x": 1})
     _, err = runtime.wait_for_sentinels(2)
@@ -232,7 +247,10 @@ def test_run_before_init(start_runtime):
 
 def test_overlapping_run_is_refused_without_allow_concurrent(start_runtime):
     runtime = start_runtime()
-    assert runtime.init("import time\ndef main(args):\n    time.sleep(args.get('s', 0))\n    return args\n")[0] == 200
+    assert (
+        runtime.init("import time\ndef main(args):\n    time.sleep(args.get('s', 0))\n    return args\n")[0]
+        == 200
+    )
     slow: dict = {}
     thread = threading.Thread(target=lambda: slow.update(r=runtime.run({"s": 1.0})))
     thread.start()
@@ -280,7 +298,12 @@ def test_baked_in_handler_serves_an_init_without_code(start_runtime):
 def test_health_and_metrics_on_their_own_port(start_runtime):
     runtime = start_runtime()
     assert runtime.health()["initialized"] is False
-    assert runtime.init("def main(args):\n    if 'boom' in args:\n        raise RuntimeError()\n    return args\n")[0] == 200
+    assert (
+        runtime.init(
+            "def main(args):\n    if 'boom' in args:\n        raise RuntimeError()\n    return args\n"
+        )[0]
+        == 200
+    )
     for _ in range(3):
         runtime.run({})
     runtime.run({"boom": 1})

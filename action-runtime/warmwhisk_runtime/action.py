@@ -39,8 +39,9 @@ class ActionSource:
 @dataclass(frozen=True)
 class LoadedAction:
     name: str
-    main: Callable[[Any], Any]
+    main: Callable[..., Any]
     source: ActionSource
+    namespace: dict[str, Any]  # the module's globals, where it declares its models
 
 
 def _fresh_dir(configured: str | None) -> Path:
@@ -141,4 +142,4 @@ def import_action(source: ActionSource, name: str) -> LoadedAction:
             INIT_FAILED,
             f"The action has no function {source.function!r} to call (looked in {source.entry_file.name}).",
         )
-    return LoadedAction(name=name, main=main, source=source)
+    return LoadedAction(name=name, main=main, source=source, namespace=vars(module))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 MIB = 1024 * 1024
 
@@ -41,6 +43,18 @@ class RuntimeConfig:
     action_dir: str | None = None
     # Seconds an idle keep-alive connection from the invoker stays open. `WARMWHISK_KEEPALIVE_S`.
     keepalive_s: int = 75
+    # Bytes of models kept resident; least recently used idle models are evicted beyond it.
+    # Default: 3/4 of the container's memory limit (cgroup), or half the machine's memory.
+    # `WARMWHISK_MODEL_MEMORY_BYTES`.
+    model_memory_bytes: int = 0
+    # Where models named by URL are fetched to, once per host (mount one host folder into every
+    # container to share it). `WARMWHISK_MODEL_CACHE`.
+    model_cache_dir: str = "/tmp/warmwhisk-models"
+    # Model files or folders to load at process start, before /init (prewarmed containers).
+    # Comma-separated. `WARMWHISK_PRELOAD`.
+    preload: tuple[str, ...] = ()
+    # torch intra-op threads; 0 means every CPU the container may use. `WARMWHISK_TORCH_THREADS`.
+    torch_threads: int = 0
 
     @property
     def server_threads(self) -> int:
@@ -95,4 +109,19 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> RuntimeConfi
         handler=environ.get("WARMWHISK_HANDLER") or None,
         action_dir=environ.get("WARMWHISK_ACTION_DIR") or None,
         keepalive_s=_positive_int(environ, "WARMWHISK_KEEPALIVE_S", 75),
+        model_memory_bytes=_positive_int(environ, "WARMWHISK_MODEL_MEMORY_BYTES", default_model_budget()),
+        model_cache_dir=environ.get("WARMWHISK_MODEL_CACHE") or "/tmp/warmwhisk-models",
+        preload=tuple(p.strip() for p in environ.get("WARMWHISK_PRELOAD", "").split(",") if p.strip()),
+        torch_threads=_positive_int(environ, "WARMWHISK_TORCH_THREADS", 0, minimum=0),
     )
+
+
+def default_model_budget() -> int:
+    """3/4 of the cgroup memory limit (docker --memory), else half of the machine's memory."""
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            return int(limit) * 3 // 4
+    except (OSError, ValueError):
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Iterator, MutableMapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 from .contract import ENV_PREFIX, SENTINEL
 
@@ -76,6 +76,7 @@ class Activation:
 
     env: dict[str, str]
     log: ActivationLog
+    models: Any = None  # the models it holds (models.ActivationModels), for Model.get()
 
 
 current_activation: ContextVar[Activation | None] = ContextVar("warmwhisk_activation", default=None)

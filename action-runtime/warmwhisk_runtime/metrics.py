@@ -66,6 +66,15 @@ class RuntimeMetrics:
             "warmwhisk_init_seconds", "Duration of the successful /init.", registry=self.registry
         )
 
+    def watch_models(self, used_bytes: Callable[[], float], loads: Callable[[], float]) -> None:
+        """Gauges read from the model store at scrape time."""
+        Gauge(
+            "warmwhisk_model_resident_bytes", "Bytes of resident models.", registry=self.registry
+        ).set_function(used_bytes)
+        Gauge(
+            "warmwhisk_model_loads", "Model loads completed by this process.", registry=self.registry
+        ).set_function(loads)
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 

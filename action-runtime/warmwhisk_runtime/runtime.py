@@ -10,16 +10,18 @@ import json
 import threading
 import time
 import traceback
-from collections.abc import Callable
 from typing import Any
 
 from . import contract
-from .action import LoadedAction, import_action, unpack
+from .action import import_action, unpack
 from .config import RuntimeConfig
 from .contract import ContractError, error_body
+from .invocation import Invocation
 from .isolation import Activation, ActivationEnviron, ActivationLog, LogSink, current_activation
 from .metrics import RuntimeMetrics
+from .models import ModelProvider
 from .runner import DeadlineExceeded, DeadlineRunner, now_ms, seconds_left
+from .store import ModelError
 
 Response = tuple[int, bytes]
 
@@ -39,12 +41,14 @@ class Runtime:
         sink: LogSink,
         environ: ActivationEnviron,
         metrics: RuntimeMetrics,
+        provider: ModelProvider,
     ) -> None:
         self.config = config
         self.sink = sink
         self.environ = environ
         self.metrics = metrics
-        self.action: LoadedAction | None = None
+        self.provider = provider
+        self.action: Invocation | None = None
         self._init_lock = threading.Lock()
         self._init_claimed = False
         # Admission: concurrent mode waits for one of `max_concurrent` slots; otherwise a /run
@@ -72,6 +76,8 @@ class Runtime:
             return self._init_failed(
                 contract.INIT_FAILED, "The action did not finish initializing before its deadline."
             )
+        except ModelError as exc:
+            return self._init_failed(contract.INIT_FAILED, f"Cannot start action: {exc}")
         except BaseException as exc:  # noqa: BLE001 - any failure of action code fails the init
             self.sink.write_direct("stderr", traceback.format_exc())
             what = (
@@ -83,9 +89,11 @@ class Runtime:
         self.metrics.init_seconds.set(time.perf_counter() - started)
         return json_response(contract.OK, {"ok": True})
 
-    def _load(self, fields: dict[str, Any]) -> LoadedAction:
+    def _load(self, fields: dict[str, Any]) -> Invocation:
         source = unpack(fields, self.config.handler, self.config.action_dir, self.config.max_zip_bytes)
-        return import_action(source, fields["name"])
+        invocation = Invocation(import_action(source, fields["name"]), self.provider, self._runner)
+        invocation.load_models()
+        return invocation
 
     def _apply_init_env(self, env: dict[str, str]) -> None:
         """Init parameters and the triggering activation's `__OW_*` become process environment,
@@ -118,7 +126,7 @@ class Runtime:
                 return self._refuse(contract.FORBIDDEN, contract.ERR_BUSY)
             return self._refuse(contract.OK, "No activation slot became free before the deadline.")
         try:
-            return self._run_admitted(self.action.main, value, context, deadline)
+            return self._run_admitted(self.action, value, context, deadline)
         finally:
             self._slots.release()
 
@@ -134,14 +142,14 @@ class Runtime:
         return error_response(status, message)
 
     def _run_admitted(
-        self, main: Callable[[Any], Any], value: Any, context: dict[str, str], deadline: float | None
+        self, invocation: Invocation, value: Any, context: dict[str, str], deadline: float | None
     ) -> Response:
         activation = Activation(env=context, log=ActivationLog(limit=self.config.max_log_bytes))
         token = current_activation.set(activation)
         self.metrics.in_flight.inc()
         started = time.perf_counter()
         try:
-            status, result, failure = self._call(main, value, activation, deadline)
+            status, result, failure = self._call(invocation, value, activation, deadline)
         finally:
             current_activation.reset(token)
             self.sink.emit(activation.log)
@@ -153,12 +161,12 @@ class Runtime:
         return status, result
 
     def _call(
-        self, main: Callable[[Any], Any], value: Any, activation: Activation, deadline: float | None
+        self, invocation: Invocation, value: Any, activation: Activation, deadline: float | None
     ) -> tuple[int, bytes, str | None]:
         """Call the action; return status, JSON body and the failure kind (None on success)."""
         log = activation.log
         try:
-            result = self._runner.call(lambda: main(value), seconds_left(deadline, now_ms()))
+            result = invocation(value, activation, seconds_left(deadline, now_ms()))
         except DeadlineExceeded:
             message = (
                 "The action exceeded its time limit: it was still running at its deadline "
@@ -191,8 +199,11 @@ class Runtime:
         return {
             "status": "ok",
             "initialized": self.action is not None,
-            "action": None if self.action is None else self.action.name,
+            "action": None if self.action is None else self.action.action.name,
             "concurrent": self.config.allow_concurrent,
             "max_concurrent": self.config.max_concurrent if self.config.allow_concurrent else 1,
             "stuck_threads": self._runner.stuck,
+            "models": self.provider.store.snapshot(),
+            "model_loads": self.provider.store.loads,
+            "model_memory_budget_bytes": self.provider.store.budget_bytes,
         }

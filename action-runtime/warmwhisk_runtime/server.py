@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -18,7 +19,9 @@ from .config import RuntimeConfig
 from .contract import ACTIVATION_CONTEXT_KEYS, env_name
 from .isolation import ActivationEnviron, LogSink, install
 from .metrics import MetricsServer, RuntimeMetrics
+from .models import ModelProvider
 from .runtime import Runtime
+from .store import ModelStore
 
 
 def build_app(config: RuntimeConfig) -> ActionApp:
@@ -27,7 +30,12 @@ def build_app(config: RuntimeConfig) -> ActionApp:
     environ = ActivationEnviron(os.environ, masked={env_name(key) for key in ACTIVATION_CONTEXT_KEYS})
     install(sink, environ)
     metrics = RuntimeMetrics()
-    runtime = Runtime(config, sink, environ, metrics)
+    store = ModelStore(config.model_memory_bytes)
+    metrics.watch_models(lambda: store.used_bytes, lambda: store.loads)
+    provider = ModelProvider(store, config.model_cache_dir, config.torch_threads)
+    runtime = Runtime(config, sink, environ, metrics, provider)
+    if config.preload:
+        threading.Thread(target=provider.preload, args=(config.preload,), name="preload", daemon=True).start()
     if config.metrics_port:
         MetricsServer(config.metrics_host, config.metrics_port, metrics, runtime.health).start()
     return ActionApp(runtime, config.max_body_bytes)

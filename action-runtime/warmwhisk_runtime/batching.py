@@ -1,0 +1,191 @@
+"""Micro-batching: concurrent activations of one action run as one call, then split back.
+
+An action opts in by decorating its batch entry point:
+
+    @warmwhisk.batch(max_batch_size=16, max_batch_delay_ms=5)
+    def main(batch, models):          # batch: a list of activation arguments
+        return [...]                   # one result (or Exception) per item, in order
+
+Gathering rule (`should_wait`, pure): a batch runs as soon as it is full; otherwise it waits for
+more items up to `max_batch_delay_ms` after its first item, but only when more are expected:
+other activations of the action are in flight, or the previous batch had several items and
+ended within the delay (closed-loop clients are about to send again). A lone activation on an
+idle action runs at once.
+
+Errors: an item whose result is an Exception fails alone. If the whole call raises, each item
+is retried on its own, so only the items that fail by themselves fail. Deadlines: every
+activation waits for its result only until its own deadline; items already past theirs when a
+batch forms are dropped from it.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any
+
+from .runner import DeadlineExceeded
+
+BATCH_ATTRIBUTE = "__warmwhisk_batch__"
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    max_batch_size: int = 16
+    max_batch_delay_ms: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1:
+            raise ValueError("max_batch_size must be at least 1")
+        if self.max_batch_delay_ms < 0:
+            raise ValueError("max_batch_delay_ms must not be negative")
+
+
+def batch(max_batch_size: int = 16, max_batch_delay_ms: float = 5.0) -> Callable[[Callable], Callable]:
+    """Mark `fn(batch[, models]) -> list` as a batch entry point."""
+    policy = BatchPolicy(max_batch_size, max_batch_delay_ms)
+
+    def mark(fn: Callable) -> Callable:
+        setattr(fn, BATCH_ATTRIBUTE, policy)
+        return fn
+
+    return mark
+
+
+def batch_policy(fn: Callable) -> BatchPolicy | None:
+    return getattr(fn, BATCH_ATTRIBUTE, None)
+
+
+def should_wait(
+    policy: BatchPolicy,
+    gathered: int,
+    in_flight: int,
+    waited_s: float,
+    last_batch_size: int,
+    since_last_batch_s: float,
+) -> bool:
+    """Whether a partial batch of `gathered` items waits for more (pure; time is passed in)."""
+    if gathered >= policy.max_batch_size or waited_s >= policy.max_batch_delay_ms / 1000.0:
+        return False
+    more_in_flight = in_flight > gathered
+    recently_busy = last_batch_size > 1 and since_last_batch_s < policy.max_batch_delay_ms / 1000.0
+    return more_in_flight or recently_busy
+
+
+@dataclass
+class _Item:
+    args: Any
+    future: Future
+    deadline: float | None  # time.monotonic() seconds
+
+
+class Batcher:
+    """One per batched action: a thread that gathers items and calls the batch entry point."""
+
+    def __init__(self, call: Callable[[list[Any]], list[Any]], policy: BatchPolicy) -> None:
+        self._call = call
+        self.policy = policy
+        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._last_size = 0
+        self._last_end = 0.0
+        self.batch_sizes: list[int] = []  # recent batch sizes, for metrics and tests
+        threading.Thread(target=self._loop, name="batcher", daemon=True).start()
+
+    def submit(self, args: Any, timeout_s: float | None) -> Any:
+        """Run `args` in a batch; return its result, raise its exception or DeadlineExceeded."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        item = _Item(args, Future(), deadline)
+        with self._lock:
+            self._in_flight += 1
+        try:
+            self._queue.put(item)
+            return item.future.result(timeout=timeout_s)
+        except FutureTimeout:
+            item.future.cancel()
+            raise DeadlineExceeded from None
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _gather(self) -> list[_Item]:
+        first = self._queue.get()
+        items = [first]
+        started = time.monotonic()
+        while True:
+            try:
+                while len(items) < self.policy.max_batch_size:
+                    items.append(self._queue.get_nowait())
+            except queue.Empty:
+                pass
+            now = time.monotonic()
+            with self._lock:
+                in_flight = self._in_flight
+            if not should_wait(self.policy, len(items), in_flight, now - started, self._last_size,
+                               now - self._last_end):  # fmt: skip
+                return items
+            try:
+                remaining = self.policy.max_batch_delay_ms / 1000.0 - (now - started)
+                items.append(self._queue.get(timeout=max(remaining, 0.0001)))
+            except queue.Empty:
+                return items
+
+    def _loop(self) -> None:
+        while True:
+            items = self._gather()
+            now = time.monotonic()
+            live = [i for i in items if i.future.set_running_or_notify_cancel()]
+            expired = [i for i in live if i.deadline is not None and i.deadline <= now]
+            for item in expired:
+                item.future.set_exception(DeadlineExceeded())
+            live = [i for i in live if i not in expired]
+            if live:
+                self._run(live)
+            self._last_size = len(live)
+            self._last_end = time.monotonic()
+            self.batch_sizes.append(len(live))
+            del self.batch_sizes[:-1000]
+
+    def _run(self, items: list[_Item]) -> None:
+        try:
+            results = self._checked_call([i.args for i in items])
+        except BaseException:  # noqa: BLE001 - isolate the failing items, one call each
+            if len(items) == 1:
+                self._settle(items[0], _exception())
+                return
+            for item in items:
+                try:
+                    self._settle(item, self._checked_call([item.args])[0])
+                except BaseException:  # noqa: BLE001
+                    self._settle(item, _exception())
+            return
+        for item, result in zip(items, results, strict=True):
+            self._settle(item, result)
+
+    def _checked_call(self, args: list[Any]) -> list[Any]:
+        results = self._call(args)
+        if not isinstance(results, (list, tuple)) or len(results) != len(args):
+            got = len(results) if isinstance(results, (list, tuple)) else type(results).__name__
+            raise TypeError(f"the batch entry point must return a list of {len(args)} results, got {got}")
+        return list(results)
+
+    @staticmethod
+    def _settle(item: _Item, result: Any) -> None:
+        if isinstance(result, BaseException):
+            item.future.set_exception(result)
+        else:
+            item.future.set_result(result)
+
+
+def _exception() -> BaseException:
+    import sys
+
+    exc = sys.exc_info()[1]
+    assert exc is not None
+    return exc
