@@ -20,6 +20,7 @@ from .invocation import Invocation
 from .isolation import Activation, ActivationEnviron, ActivationLog, LogSink, current_activation
 from .metrics import RuntimeMetrics
 from .models import ModelProvider
+from .procmem import pss_bytes
 from .runner import DeadlineExceeded, DeadlineRunner, now_ms, seconds_left
 from .store import ModelError
 
@@ -205,5 +206,6 @@ class Runtime:
             "stuck_threads": self._runner.stuck,
             "models": self.provider.store.snapshot(),
             "model_loads": self.provider.store.loads,
+            "pss_bytes": pss_bytes(),
             "model_memory_budget_bytes": self.provider.store.budget_bytes,
         }

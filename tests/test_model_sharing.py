@@ -1,0 +1,87 @@
+"""Real containers sharing one read-only model mount hold one copy of the weights, not N."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from runtime_harness import ContainerRuntime
+from warmwhisk_runtime.procmem import total_pss_bytes
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+MODEL_PY = """
+import torch
+
+def build():
+    return torch.nn.Sequential(*[torch.nn.Linear(1024, 1024) for _ in range(16)])
+"""
+CONTAINERS = 3
+IDLE_ACTION = "import torch\ndef main(args):\n    return {'threads': torch.get_num_threads()}\n"
+SERVING_ACTION = """
+import torch, warmwhisk
+net = warmwhisk.Model("/models/mlp", name="mlp")
+def main(args, models):
+    with torch.no_grad():
+        return {"sum": float(models["mlp"](torch.ones(1, 1024)).sum())}
+"""
+
+
+@pytest.fixture(scope="module")
+def model_dir() -> Iterator[Path]:
+    """A 64 MB model folder the container user (uid 1000) can read, flushed to disk."""
+    root = Path(tempfile.mkdtemp(prefix="warmwhisk-models-"))
+    folder = root / "mlp"
+    folder.mkdir()
+    (folder / "model.py").write_text(MODEL_PY)
+    namespace: dict = {}
+    exec(MODEL_PY, namespace)
+    torch.manual_seed(0)
+    save_file(namespace["build"]().state_dict(), str(folder / "model.safetensors"))
+    os.sync()  # pages of a just-written file count as private (dirty) until written back
+    for path in (root, folder):
+        path.chmod(0o755)
+    for file in folder.iterdir():
+        file.chmod(0o444)
+    yield folder
+    shutil.rmtree(root)
+
+
+def container_pids(runtime: ContainerRuntime) -> list[int]:
+    return [int(row[0]) for row in runtime.container.top(ps_args="-o pid")["Processes"]]
+
+
+def measure(docker_client, model_dir: Path, action: str) -> int:
+    """Total PSS of CONTAINERS runtimes that each ran `action` once."""
+    runtimes = []
+    try:
+        for _ in range(CONTAINERS):
+            runtime = ContainerRuntime(
+                docker_client, env={}, volumes={str(model_dir.parent): {"bind": "/models", "mode": "ro"}}
+            )
+            runtimes.append(runtime)
+            runtime.wait_ready(timeout_s=60)
+            assert runtime.init(action, timeout=120)[0] == 200
+            status, result = runtime.run({})
+            assert status == 200 and "error" not in result, result
+        return sum(total_pss_bytes(container_pids(r)) for r in runtimes)
+    finally:
+        for runtime in runtimes:
+            runtime.stop()
+
+
+def test_containers_mapping_one_model_share_its_pages(docker_client, model_dir):
+    weights = (model_dir / "model.safetensors").stat().st_size
+    idle = measure(docker_client, model_dir, IDLE_ACTION)
+    serving = measure(docker_client, model_dir, SERVING_ACTION)
+    copies = (serving - idle) / weights
+    print(f"{CONTAINERS} containers: idle {idle / 1e6:.0f} MB, serving {serving / 1e6:.0f} MB, "
+          f"weights {weights / 1e6:.0f} MB -> {copies:.2f} copies")  # fmt: skip
+    assert copies < 1.5, f"{CONTAINERS} containers hold {copies:.2f} copies of the weights"
