@@ -6,7 +6,7 @@ PYTHON := $(VENV)/bin/python
 
 export IMAGE VENV
 
-.PHONY: setup image test demo bench-runtime lint clean-docker
+.PHONY: setup image models test demo bench-runtime bench-models lint clean-docker
 
 setup:
 	@bash deploy/setup.sh
@@ -14,15 +14,22 @@ setup:
 image: setup
 	@bash deploy/build-image.sh
 
+# The example model folders (build/models/*): built from what the repository and PyPI packages ship.
+models: setup
+	$(PYTHON) examples/build_models.py --out build/models
+
 # (tests/runtime_harness.py reads the image name from WARMWHISK_IMAGE)
-test: image
+test: image models
 	WARMWHISK_IMAGE=$(IMAGE) $(PYTHON) -m pytest tests
 
-demo: image
+demo: image models
 	$(PYTHON) deploy/demo.py
 
 bench-runtime: setup
 	$(PYTHON) bench/bench_runtime.py
+
+bench-models: image models
+	$(PYTHON) bench/bench_models.py
 
 lint:
 	$(VENV)/bin/ruff check .

@@ -11,8 +11,8 @@
 A plain OpenWhisk action (`def main(args)`) needs none of this.
 """
 
-from warmwhisk_runtime.batching import BatchPolicy, batch
+from warmwhisk_runtime.batching import BatchPolicy, batch, run_valid
 from warmwhisk_runtime.models import Model
 from warmwhisk_runtime.store import ModelError
 
-__all__ = ["BatchPolicy", "Model", "ModelError", "batch"]
+__all__ = ["BatchPolicy", "Model", "ModelError", "batch", "run_valid"]

@@ -57,6 +57,22 @@ def batch(max_batch_size: int = 16, max_batch_delay_ms: float = 5.0) -> Callable
     return mark
 
 
+def run_valid(
+    batch: list[Any], parse: Callable[[Any], Any], compute: Callable[[list[Any]], list[Any]]
+) -> list[Any]:
+    """The usual body of a batch entry point: `parse` each item (a ValueError fails that item
+    alone), `compute` once over the parsed valid items, and return results in batch order."""
+    parsed: list[Any] = []
+    for args in batch:
+        try:
+            parsed.append(parse(args))
+        except ValueError as exc:
+            parsed.append(exc)
+    valid = [item for item in parsed if not isinstance(item, ValueError)]
+    answers = iter(compute(valid) if valid else [])
+    return [item if isinstance(item, ValueError) else next(answers) for item in parsed]
+
+
 def batch_policy(fn: Callable) -> BatchPolicy | None:
     return getattr(fn, BATCH_ATTRIBUTE, None)
 
@@ -87,15 +103,20 @@ class _Item:
 class Batcher:
     """One per batched action: a thread that gathers items and calls the batch entry point."""
 
-    def __init__(self, call: Callable[[list[Any]], list[Any]], policy: BatchPolicy) -> None:
+    def __init__(
+        self,
+        call: Callable[[list[Any]], list[Any]],
+        policy: BatchPolicy,
+        on_batch: Callable[[int], None] = lambda size: None,
+    ) -> None:
         self._call = call
         self.policy = policy
+        self._on_batch = on_batch
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._in_flight = 0
         self._last_size = 0
         self._last_end = 0.0
-        self.batch_sizes: list[int] = []  # recent batch sizes, for metrics and tests
         threading.Thread(target=self._loop, name="batcher", daemon=True).start()
 
     def submit(self, args: Any, timeout_s: float | None) -> Any:
@@ -149,8 +170,8 @@ class Batcher:
                 self._run(live)
             self._last_size = len(live)
             self._last_end = time.monotonic()
-            self.batch_sizes.append(len(live))
-            del self.batch_sizes[:-1000]
+            if live:
+                self._on_batch(len(live))
 
     def _run(self, items: list[_Item]) -> None:
         try:

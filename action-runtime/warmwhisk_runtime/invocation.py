@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .action import LoadedAction
@@ -12,14 +13,20 @@ from .runner import DeadlineRunner
 
 
 class Invocation:
-    def __init__(self, action: LoadedAction, provider: ModelProvider, runner: DeadlineRunner) -> None:
+    def __init__(
+        self,
+        action: LoadedAction,
+        provider: ModelProvider,
+        runner: DeadlineRunner,
+        on_batch: Callable[[int], None],
+    ) -> None:
         self.action = action
         self.models: dict[str, Model] = declared_models(action.namespace)
         self._provider = provider
         self._runner = runner
         self._pass_models = wants_models(action.main)
         policy = batch_policy(action.main)
-        self.batcher = Batcher(self._call_batch, policy) if policy else None
+        self.batcher = Batcher(self._call_batch, policy, on_batch) if policy else None
 
     def load_models(self) -> None:
         """Load every declared model now (at /init, so loading counts as init time)."""

@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import importlib.util
 import os
+import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -77,6 +78,7 @@ def folder_factory(folder: Path) -> Callable[[], Any]:
     if spec is None or spec.loader is None:
         raise ModelError(f"cannot import {source}")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look classes up there
     spec.loader.exec_module(module)
     build = getattr(module, "build", None)
     if not callable(build):

@@ -62,6 +62,12 @@ class RuntimeMetrics:
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
+        self.batch_size = Histogram(
+            "warmwhisk_batch_size",
+            "Activations per micro-batch (batched actions only).",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=self.registry,
+        )
         self.init_seconds = Gauge(
             "warmwhisk_init_seconds", "Duration of the successful /init.", registry=self.registry
         )

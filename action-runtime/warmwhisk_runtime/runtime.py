@@ -92,7 +92,12 @@ class Runtime:
 
     def _load(self, fields: dict[str, Any]) -> Invocation:
         source = unpack(fields, self.config.handler, self.config.action_dir, self.config.max_zip_bytes)
-        invocation = Invocation(import_action(source, fields["name"]), self.provider, self._runner)
+        invocation = Invocation(
+            import_action(source, fields["name"]),
+            self.provider,
+            self._runner,
+            self.metrics.batch_size.observe,
+        )
         invocation.load_models()
         return invocation
 

@@ -1,0 +1,74 @@
+"""The example ML actions, deployed as zip actions on the runtime with the built model folders."""
+
+from __future__ import annotations
+
+import base64
+import io
+import zipfile
+
+import pytest
+
+from runtime_harness import REPO
+from test_runtime_concurrency import run_many
+
+MODELS = REPO / "build" / "models"
+CONCURRENT = {"__OW_ALLOW_CONCURRENT": "true"}
+
+pytestmark = pytest.mark.skipif(
+    not (MODELS / "bert-base" / "model.safetensors").exists(), reason="run `make models` first"
+)
+
+
+def example_zip(name: str) -> str:
+    """The example's folder as `wsk action create --kind python:3 x example.zip` would send it."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.write(REPO / "examples" / name / "__main__.py", "__main__.py")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def init_example(runtime, name: str, models_dir: str, main: str = "main") -> None:
+    status, body = runtime.init(
+        example_zip(name), main=main, binary=True, env={"WARMWHISK_MODELS_DIR": models_dir}
+    )
+    assert status == 200, body
+
+
+def test_sentiment_on_the_real_minilm_model(start_runtime):
+    runtime = start_runtime(env=CONCURRENT, volumes={str(MODELS): {"bind": "/models", "mode": "ro"}})
+    init_example(runtime, "sentiment", "/models" if start_runtime.kind == "container" else str(MODELS))
+    status, body = runtime.run({"texts": ["An absolute delight, I loved every minute.",
+                                          "Terrible service and the food was cold."]})  # fmt: skip
+    assert status == 200, body
+    assert [r["label"] for r in body["results"]] == ["positive", "negative"]
+    status, body = runtime.run({"text": 42})
+    assert status == 200 and "must be a string" in body["error"]
+    assert runtime.health()["model_loads"] == 3  # encoder, tokenizer and head, once each
+
+
+def test_digits_batched_on_held_out_images(start_process_runtime):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    runtime = start_process_runtime(env=CONCURRENT)
+    init_example(runtime, "digits", str(MODELS))
+    images, labels = digits.data[-64:], digits.target[-64:]
+    results = run_many(runtime, [{"value": {"pixels": image.tolist()}} for image in images])
+    correct = sum(body["digit"] == label for (status, body), label in zip(results, labels, strict=True))
+    assert all(status == 200 for status, _ in results)
+    assert correct / len(labels) > 0.9
+    assert "warmwhisk_batch_size_count" in runtime.metrics()
+
+
+def test_bert_batched_and_unbatched_agree(start_process_runtime):
+    answers = {}
+    for main in ("main", "main_batched"):
+        runtime = start_process_runtime(env=CONCURRENT)
+        init_example(runtime, "bert", str(MODELS), main=main)
+        results = run_many(runtime, [{"value": {"length": n}} for n in (8, 16, 32, 64)])
+        assert all(status == 200 for status, _ in results), results
+        answers[main] = [body for _, body in results]
+        runtime.stop()
+    for single, batched in zip(answers["main"], answers["main_batched"], strict=True):
+        assert single["tokens"] == batched["tokens"]
+        assert single["norm"] == pytest.approx(batched["norm"], rel=1e-4)
