@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Iterator
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime_harness import zip_action
+from runtime_harness import ProcessRuntime, zip_action
 from warmwhisk_runtime.contract import ContractError, init_fields, parse_json_object, run_fields
 
 ECHO = "def main(args):\n    return args\n"
@@ -38,6 +39,8 @@ BAD_RUN_BODIES = [
     b'{"value": "scalar"}',
     b'{"value": 3}',
     b'{"value": {}, "deadline": "tomorrow"}',
+    b'{"value": {"x": Infinity}}',
+    b'{"value": [NaN]}',
 ]
 
 
@@ -105,7 +108,7 @@ def test_run_past_an_already_expired_deadline(start_process_runtime):
 
 # ------------------------------------------------------------------------------------- fuzzing
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
     lambda children: (
         st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
     ),
@@ -117,14 +120,32 @@ run_bodies = st.dictionaries(
     json_values,
     max_size=5,
 )
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=150, deadline=None)
+
+
+@pytest.fixture(scope="module")
+def echo_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessRuntime]:
+    """One initialized runtime for a whole fuzz run (hypothesis calls a test many times)."""
+    runtime = ProcessRuntime(tmp_path_factory.mktemp("echo"))
+    runtime.wait_ready()
+    assert runtime.init(ECHO)[0] == 200
+    yield runtime
+    runtime.stop()
+
+
+@pytest.fixture(scope="module")
+def fresh_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessRuntime]:
+    """One runtime that must stay uninitialized through a whole fuzz run."""
+    runtime = ProcessRuntime(tmp_path_factory.mktemp("fresh"))
+    runtime.wait_ready()
+    yield runtime
+    runtime.stop()
 
 
 @FUZZ
 @given(body=run_bodies)
-def test_fuzz_run_bodies(start_process_runtime, body):
-    runtime = _shared(start_process_runtime, "echo", ECHO)
-    status, result = runtime.post("/run", json.dumps(body))
+def test_fuzz_run_bodies(echo_runtime, body):
+    status, result = echo_runtime.post("/run", json.dumps(body))
     value = body.get("value")
     if value is None:
         value = {}
@@ -152,11 +173,10 @@ init_values = st.dictionaries(
         json_values.filter(lambda v: not isinstance(v, dict)), st.builds(lambda v: {"value": v}, init_values)
     )
 )
-def test_fuzz_init_bodies_are_refused_without_consuming_the_init(start_process_runtime, body):
-    runtime = _shared(start_process_runtime, "fresh", None)
-    status, result = runtime.post("/init", json.dumps(body))
+def test_fuzz_init_bodies_are_refused_without_consuming_the_init(fresh_runtime, body):
+    status, result = fresh_runtime.post("/init", json.dumps(body))
     assert status == 400 and isinstance(result["error"], str)
-    assert runtime.health()["initialized"] is False
+    assert fresh_runtime.health()["initialized"] is False
 
 
 @settings(max_examples=500)
@@ -172,21 +192,6 @@ def test_fuzz_contract_parsers_only_raise_contract_errors(body):
 
 
 # -- helpers -----------------------------------------------------------------------------------
-_SHARED: dict[tuple[int, str], object] = {}
-
-
-def _shared(start, name: str, code: str | None):
-    """One runtime per fuzz test (hypothesis calls the test body many times per fixture)."""
-    key = (id(start), name)
-    if key not in _SHARED:
-        runtime = start()
-        if code is not None:
-            assert runtime.init(code)[0] == 200
-        _SHARED.clear()
-        _SHARED[key] = runtime
-    return _SHARED[key]
-
-
 def _as_float(raw: object) -> float:
     text = raw if isinstance(raw, str) else json.dumps(raw)
     return float(text)

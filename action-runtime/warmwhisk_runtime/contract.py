@@ -91,12 +91,16 @@ def decode_base64(code: str) -> bytes:
 def parse_json_object(raw: bytes, what: str) -> dict[str, Any]:
     """Parse a request body; it must be one JSON object."""
     try:
-        body = json.loads(raw) if raw else None
+        body = json.loads(raw, parse_constant=_reject_constant) if raw else None
     except (UnicodeDecodeError, ValueError) as exc:
         raise ContractError(BAD_REQUEST, f"The {what} body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise ContractError(BAD_REQUEST, f"The {what} body must be a JSON object.")
     return body
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def init_fields(body: Mapping[str, Any]) -> dict[str, Any]:
