@@ -46,6 +46,8 @@ DURATION_BUCKETS = (
 class RuntimeMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._by_outcome: dict[str, Any] = {}
+        self._by_kind: dict[str, Any] = {}
         self.activations = Counter(
             "warmwhisk_activations", "Activations that ran, by outcome.", ["outcome"], registry=self.registry
         )
@@ -71,6 +73,27 @@ class RuntimeMetrics:
         self.init_seconds = Gauge(
             "warmwhisk_init_seconds", "Duration of the successful /init.", registry=self.registry
         )
+
+    def count_activation(self, failure: str | None) -> None:
+        """One activation ran: a success, or a failure of the given kind."""
+        self._activation_counter("success" if failure is None else "error").inc()
+        if failure is not None:
+            self.count_error(failure)
+
+    def count_error(self, kind: str) -> None:
+        self._error_counter(kind).inc()
+
+    def _activation_counter(self, outcome: str) -> Any:
+        counter = self._by_outcome.get(outcome)
+        if counter is None:  # labels() costs microseconds per call: resolve each child once
+            counter = self._by_outcome[outcome] = self.activations.labels(outcome=outcome)
+        return counter
+
+    def _error_counter(self, kind: str) -> Any:
+        counter = self._by_kind.get(kind)
+        if counter is None:
+            counter = self._by_kind[kind] = self.errors.labels(kind=kind)
+        return counter
 
     def watch_models(self, used_bytes: Callable[[], float], loads: Callable[[], float]) -> None:
         """Gauges read from the model store at scrape time."""

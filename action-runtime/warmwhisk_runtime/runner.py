@@ -14,8 +14,6 @@ import ctypes
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 
@@ -41,47 +39,92 @@ def seconds_left(deadline_ms: float | None, now_ms: float) -> float | None:
 
 
 class _Call:
-    """One call on a worker thread, interruptible only while it is still running."""
+    """One call handed to a worker thread: its outcome, and a lock released when it is done.
 
-    def __init__(self, context: contextvars.Context, fn: Callable[[], Any]) -> None:
+    Interruptible only while it is still running, so an interrupt can never hit the worker's own
+    loop or the next call on that thread.
+    """
+
+    def __init__(
+        self, context: contextvars.Context, fn: Callable[[], Any], on_late_finish: Callable[[], None]
+    ) -> None:
         self._context = context
         self._fn = fn
-        self._lock = threading.Lock()
+        self._on_late_finish = on_late_finish
+        self.finished = threading.Lock()
+        self.finished.acquire()  # released by the worker when the call ends
+        self._state = threading.Lock()
         self._thread_id: int | None = None
         self._done = False
+        self._abandoned = False  # the caller gave up at the deadline and counted us as stuck
+        self.result: Any = None
+        self.error: BaseException | None = None
 
-    def run(self) -> Any:
-        with self._lock:
+    def run(self) -> None:
+        with self._state:
             self._thread_id = threading.get_ident()
         try:
-            return self._context.run(self._fn)
+            self.result = self._context.run(self._fn)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, who re-raises it
+            self.error = exc
         finally:
-            with self._lock:
+            with self._state:
                 self._done = True
-                # Drop an interrupt that arrived too late to matter, so it cannot hit the
-                # pool's own code (or the next call) on this thread.
+                # Drop an interrupt that arrived too late to matter.
                 _set_async_exc(self._thread_id, None)
+                late = self._abandoned
+            self.finished.release()
+            if late:
+                self._on_late_finish()
 
-    def interrupt(self) -> bool:
-        """Raise ActivationTimeout in the running call; False if it had already finished."""
-        with self._lock:
-            if self._done or self._thread_id is None:
+    def abandon(self) -> bool:
+        """At the deadline: interrupt the call if it still runs. True if it was still running."""
+        with self._state:
+            if self._done:
                 return False
-            _set_async_exc(self._thread_id, ActivationTimeout)
+            self._abandoned = True
+            if self._thread_id is not None:
+                _set_async_exc(self._thread_id, ActivationTimeout)
             return True
 
 
-def _set_async_exc(thread_id: int, exc: type[BaseException] | None) -> None:
+def _set_async_exc(thread_id: int | None, exc: type[BaseException] | None) -> None:
+    if thread_id is None:
+        return
     target = ctypes.py_object(exc) if exc is not None else None
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), target)
 
 
-class DeadlineRunner:
-    """Runs callables on a thread pool; `call` returns their value or raises by the deadline."""
+class _Worker:
+    """A reusable thread that runs one handed-over call at a time (a lock per handoff: cheaper
+    than a queue, a condition and a Future per activation)."""
 
-    def __init__(self, max_workers: int) -> None:
-        # Threads are created on demand and reused; the bound leaves room for stuck threads.
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="activation")
+    def __init__(self, pool: DeadlineRunner) -> None:
+        self._pool = pool
+        self._wake = threading.Lock()
+        self._wake.acquire()
+        self._call: _Call | None = None
+        threading.Thread(target=self._loop, name="activation", daemon=True).start()
+
+    def hand(self, call: _Call) -> None:
+        self._call = call
+        self._wake.release()
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.acquire()
+            call, self._call = self._call, None
+            assert call is not None
+            call.run()
+            self._pool._idle.append(self)  # list.append is atomic; the thread is reusable again
+
+
+class DeadlineRunner:
+    """Runs callables on worker threads; `call` returns their value or raises by the deadline."""
+
+    def __init__(self) -> None:
+        # Workers are created on demand and reused; admission control bounds how many run.
+        self._idle: list[_Worker] = []
         self._stuck = 0
         self._lock = threading.Lock()
 
@@ -91,25 +134,25 @@ class DeadlineRunner:
 
     def call(self, fn: Callable[[], Any], timeout_s: float | None) -> Any:
         """Run `fn` in the caller's context on a worker; wait at most `timeout_s` seconds."""
-        call = _Call(contextvars.copy_context(), fn)
-        future: Future[Any] = self._pool.submit(call.run)
+        call = _Call(contextvars.copy_context(), fn, self._unstick)
         try:
-            return future.result(timeout=timeout_s)
-        except FutureTimeout:
-            if future.cancel():  # never started: nothing to interrupt
-                raise DeadlineExceeded from None
-            if call.interrupt():
+            worker = self._idle.pop()
+        except IndexError:
+            worker = _Worker(self)
+        worker.hand(call)
+        if not call.finished.acquire(timeout=-1 if timeout_s is None else timeout_s):
+            if call.abandon():
                 with self._lock:
                     self._stuck += 1
-                future.add_done_callback(self._unstick)
-            raise DeadlineExceeded from None
+                raise DeadlineExceeded
+            call.finished.acquire()  # it finished just now
+        if call.error is not None:
+            raise call.error
+        return call.result
 
-    def _unstick(self, _future: Future[Any]) -> None:
+    def _unstick(self) -> None:
         with self._lock:
             self._stuck -= 1
-
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def now_ms() -> float:

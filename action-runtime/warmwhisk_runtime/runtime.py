@@ -26,9 +26,12 @@ from .store import ModelError
 
 Response = tuple[int, bytes]
 
+# One encoder for every response: strict JSON (no NaN/Infinity), UTF-8 as is.
+_ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False)
+
 
 def json_response(status: int, body: dict[str, Any] | list[Any]) -> Response:
-    return status, json.dumps(body, ensure_ascii=False).encode()
+    return status, _ENCODER.encode(body).encode()
 
 
 def error_response(status: int, message: str) -> Response:
@@ -55,7 +58,7 @@ class Runtime:
         # Admission: concurrent mode waits for one of `max_concurrent` slots; otherwise a /run
         # that overlaps another is refused, as upstream runtimes do.
         self._slots = threading.BoundedSemaphore(config.max_concurrent if config.allow_concurrent else 1)
-        self._runner = DeadlineRunner(max_workers=config.max_concurrent + 64)
+        self._runner = DeadlineRunner()
 
     # ----------------------------------------------------------------------------------- /init
     def init(self, raw: bytes) -> Response:
@@ -114,7 +117,7 @@ class Runtime:
             self._init_claimed = False  # the body was unreadable: nothing was applied, try again
         self.sink.write_direct("stderr", message + "\n")
         self.sink.emit(None)  # one sentinel pair after a failed init (§5)
-        self.metrics.errors.labels(kind="init").inc()
+        self.metrics.count_error("init")
         return error_response(status, message)
 
     # ------------------------------------------------------------------------------------ /run
@@ -144,7 +147,7 @@ class Runtime:
     def _refuse(self, status: int, message: str) -> Response:
         """A run that never reached the action: logged, no sentinel (only accepted runs write one)."""
         self.sink.write_direct("stderr", f"Internal system error: {message}\n")
-        self.metrics.errors.labels(kind="refused").inc()
+        self.metrics.count_error("refused")
         return error_response(status, message)
 
     def _run_admitted(
@@ -161,9 +164,7 @@ class Runtime:
             self.sink.emit(activation.log)
             self.metrics.in_flight.dec()
         self.metrics.duration.observe(time.perf_counter() - started)
-        self.metrics.activations.labels(outcome="success" if failure is None else "error").inc()
-        if failure is not None:
-            self.metrics.errors.labels(kind=failure).inc()
+        self.metrics.count_activation(failure)
         return status, result
 
     def _call(
@@ -192,7 +193,7 @@ class Runtime:
         if not isinstance(result, (dict, list)):
             return *error_response(contract.BAD_RESULT, contract.ERR_NOT_DICT), "result"
         try:
-            payload = json.dumps(result, allow_nan=False, ensure_ascii=False).encode()
+            payload = _ENCODER.encode(result).encode()
         except (TypeError, ValueError, RecursionError) as exc:
             message = f"The action's result is not valid JSON: {exc}"
             log.append("stderr", message + "\n")
