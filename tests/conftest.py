@@ -69,3 +69,12 @@ def start_runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ru
 def start_process_runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RuntimeFactory]:
     """Local-process runtimes only, for tests that need no image (fuzzing, many restarts)."""
     yield from _factory("process", request, tmp_path)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[Any]:
+    """A private, password-protected redis-server on a free loopback port (tests/redis_harness.py)."""
+    from redis_harness import running_redis
+
+    with running_redis() as server:
+        yield server

@@ -120,21 +120,25 @@ def _activate_virtualenv(directory: Path) -> None:
     raise ContractError(INIT_FAILED, ERR_BAD_VENV)
 
 
-def import_action(source: ActionSource, name: str) -> LoadedAction:
+def import_action(
+    source: ActionSource, name: str, module_name: str = ACTION_MODULE, chdir: bool = True
+) -> LoadedAction:
     """Import the entry file as module `main__` and find its entry function.
 
-    The working directory becomes the action's folder, so relative `open()` works as upstream.
+    The working directory becomes the action's folder, so relative `open()` works as upstream
+    (`chdir=False` for a model host, which serves several actions in one process).
     Exceptions propagate: the caller reports them with their traceback.
     """
     _activate_virtualenv(source.directory)
     if str(source.directory) not in sys.path:
         sys.path.insert(0, str(source.directory))
-    os.chdir(source.directory)
-    spec = importlib.util.spec_from_file_location(ACTION_MODULE, source.entry_file)
+    if chdir:
+        os.chdir(source.directory)
+    spec = importlib.util.spec_from_file_location(module_name, source.entry_file)
     if spec is None or spec.loader is None:
         raise ContractError(INIT_FAILED, f"Cannot load {source.entry_file} as Python code.")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[ACTION_MODULE] = module  # so pickling and dataclasses can find it
+    sys.modules[module_name] = module  # so pickling and dataclasses can find it
     spec.loader.exec_module(module)
     main = getattr(module, source.function, None)
     if not callable(main):

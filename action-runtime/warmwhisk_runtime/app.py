@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .contract import BAD_REQUEST, PAYLOAD_TOO_LARGE
+from .routing import HTTP_ACTION_HEADER
 from .runtime import Response, Runtime, error_response
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
@@ -60,7 +61,11 @@ def _drain(stream: Any) -> None:
 
 class ActionApp:
     def __init__(self, runtime: Runtime, max_body_bytes: int) -> None:
-        self._routes: dict[str, Callable[[bytes], Response]] = {"/init": runtime.init, "/run": runtime.run}
+        self._routes: dict[str, Callable[[bytes, dict[str, Any]], Response]] = {
+            "/init": lambda raw, _environ: runtime.init(raw),
+            # A model host learns which action a forwarded run is for from a header.
+            "/run": lambda raw, environ: runtime.run(raw, environ.get(HTTP_ACTION_HEADER)),
+        }
         self._max_body = max_body_bytes
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -85,4 +90,4 @@ class ActionApp:
             )
         except (OSError, ValueError) as exc:
             return error_response(BAD_REQUEST, f"The request body could not be read: {exc}")
-        return handler(raw)
+        return handler(raw, environ)

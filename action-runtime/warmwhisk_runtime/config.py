@@ -55,11 +55,33 @@ class RuntimeConfig:
     preload: tuple[str, ...] = ()
     # torch intra-op threads; 0 means every CPU the container may use. `WARMWHISK_TORCH_THREADS`.
     torch_threads: int = 0
+    # "direct" (the action runs here), "routed" (forwarded to warm model hosts) or "host" (a
+    # model host started by the scaler). `WARMWHISK_MODE`.
+    mode: str = "direct"
+    # The registry, for routed and host modes: `redis://:password@host:port/db`.
+    # `WARMWHISK_ROUTER_URL`.
+    router_url: str | None = None
+    # Key prefix in Redis (several deployments may share one). `WARMWHISK_REDIS_PREFIX`.
+    redis_prefix: str = "warmwhisk"
+    # Host mode: this host's id, the namespace it serves, the actions it loads at start
+    # (comma-separated keys), where routers reach it, and how often it heartbeats (seconds).
+    # `WARMWHISK_HOST_ID`, `WARMWHISK_NAMESPACE`, `WARMWHISK_HOST_ACTIONS`,
+    # `WARMWHISK_ADVERTISE` (default 127.0.0.1:<port>), `WARMWHISK_HEARTBEAT_S`.
+    host_id: str = ""
+    namespace: str = ""
+    host_actions: tuple[str, ...] = ()
+    advertise: str = ""
+    heartbeat_s: float = 1.0
+
+    @property
+    def concurrent(self) -> bool:
+        """Overlapping runs: asked for by the invoker, and always so for routers and hosts."""
+        return self.allow_concurrent or self.mode != "direct"
 
     @property
     def server_threads(self) -> int:
         """Request threads: one per admitted activation plus a few to answer while full."""
-        return (self.max_concurrent if self.allow_concurrent else 1) + 4
+        return (self.max_concurrent if self.concurrent else 1) + 4
 
 
 def _truthy(value: str | None) -> bool:
@@ -111,17 +133,48 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> RuntimeConfi
         keepalive_s=_positive_int(environ, "WARMWHISK_KEEPALIVE_S", 75),
         model_memory_bytes=_positive_int(environ, "WARMWHISK_MODEL_MEMORY_BYTES", default_model_budget()),
         model_cache_dir=environ.get("WARMWHISK_MODEL_CACHE") or "/tmp/warmwhisk-models",
-        preload=tuple(p.strip() for p in environ.get("WARMWHISK_PRELOAD", "").split(",") if p.strip()),
+        preload=_csv(environ.get("WARMWHISK_PRELOAD", "")),
         torch_threads=_positive_int(environ, "WARMWHISK_TORCH_THREADS", 0, minimum=0),
+        mode=_mode(environ),
+        router_url=environ.get("WARMWHISK_ROUTER_URL") or None,
+        redis_prefix=environ.get("WARMWHISK_REDIS_PREFIX") or "warmwhisk",
+        host_id=environ.get("WARMWHISK_HOST_ID", ""),
+        namespace=environ.get("WARMWHISK_NAMESPACE", ""),
+        host_actions=_csv(environ.get("WARMWHISK_HOST_ACTIONS", "")),
+        advertise=environ.get("WARMWHISK_ADVERTISE") or f"127.0.0.1:{port}",
+        heartbeat_s=float(environ.get("WARMWHISK_HEARTBEAT_S") or 1.0),
     )
+
+
+MODES = ("direct", "routed", "host")
+
+
+def _mode(environ: Mapping[str, str]) -> str:
+    mode = environ.get("WARMWHISK_MODE") or "direct"
+    if mode not in MODES:
+        raise SystemExit(f"warmwhisk runtime: WARMWHISK_MODE must be one of {MODES}, got {mode!r}")
+    if mode != "direct" and not environ.get("WARMWHISK_ROUTER_URL"):
+        raise SystemExit(
+            f"warmwhisk runtime: WARMWHISK_MODE={mode} needs WARMWHISK_ROUTER_URL (the registry's Redis)"
+        )
+    if mode == "host" and not environ.get("WARMWHISK_HOST_ID"):
+        raise SystemExit("warmwhisk runtime: WARMWHISK_MODE=host needs WARMWHISK_HOST_ID")
+    return mode
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def default_model_budget() -> int:
     """3/4 of the cgroup memory limit (docker --memory), else half of the machine's memory."""
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit != "max":
-            return int(limit) * 3 // 4
-    except (OSError, ValueError):
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    # cgroup v2, then v1 (where "no limit" reads as a huge number)
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            limit = int(Path(path).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if 0 < limit < physical:
+            return limit * 3 // 4
+    return physical // 2

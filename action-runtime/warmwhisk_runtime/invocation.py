@@ -21,6 +21,7 @@ class Invocation:
         on_batch: Callable[[int], None],
     ) -> None:
         self.action = action
+        self.name = action.name
         self.models: dict[str, Model] = declared_models(action.namespace)
         self._provider = provider
         self._runner = runner

@@ -76,6 +76,7 @@ class Activation:
 
     env: dict[str, str]
     log: ActivationLog
+    body: bytes = b""  # the /run request as received (routed mode forwards it unchanged)
     models: Any = None  # the models it holds (models.ActivationModels), for Model.get()
 
 

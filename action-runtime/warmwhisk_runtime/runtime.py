@@ -13,7 +13,7 @@ import traceback
 from typing import Any
 
 from . import contract
-from .action import import_action, unpack
+from .action import LoadedAction, import_action, unpack
 from .config import RuntimeConfig
 from .contract import ContractError, error_body
 from .invocation import Invocation
@@ -21,6 +21,19 @@ from .isolation import Activation, ActivationEnviron, ActivationLog, LogSink, cu
 from .metrics import RuntimeMetrics
 from .models import ModelProvider
 from .procmem import pss_bytes
+from .routing import (
+    ACTION_HEADER,
+    Forwarded,
+    HostedActions,
+    HostingError,
+    RoutedTarget,
+    Router,
+    RoutingError,
+    Target,
+    action_key,
+    action_spec,
+    envelope,
+)
 from .runner import DeadlineExceeded, DeadlineRunner, now_ms, seconds_left
 from .store import ModelError
 
@@ -46,19 +59,26 @@ class Runtime:
         environ: ActivationEnviron,
         metrics: RuntimeMetrics,
         provider: ModelProvider,
+        router: Router | None = None,
+        hosted: HostedActions | None = None,
     ) -> None:
         self.config = config
         self.sink = sink
         self.environ = environ
         self.metrics = metrics
         self.provider = provider
-        self.action: Invocation | None = None
+        self.router = router  # routed mode
+        self.hosted = hosted  # host mode
+        self.action: Target | None = None
+        if hosted is not None:
+            hosted.loader = self.load_hosted
         self._init_lock = threading.Lock()
         self._init_claimed = False
         # Admission: concurrent mode waits for one of `max_concurrent` slots; otherwise a /run
         # that overlaps another is refused, as upstream runtimes do.
-        self._slots = threading.BoundedSemaphore(config.max_concurrent if config.allow_concurrent else 1)
+        self._slots = threading.BoundedSemaphore(config.max_concurrent if config.concurrent else 1)
         self._runner = DeadlineRunner()
+        self.in_flight = 0  # activations admitted and not finished (a host's heartbeat reports it)
 
     # ----------------------------------------------------------------------------------- /init
     def init(self, raw: bytes) -> Response:
@@ -71,6 +91,12 @@ class Runtime:
         started = time.perf_counter()
         try:
             fields = contract.init_fields(contract.parse_json_object(raw, "/init"))
+            if self.hosted is not None:
+                raise ContractError(
+                    contract.FORBIDDEN, "A model host serves forwarded runs only; it takes no /init."
+                )
+            if self.router is not None:
+                return self._register_routed(fields, started)
             self._apply_init_env(fields["env"])
             timeout = seconds_left(contract.deadline_ms(fields["env"]), now_ms())
             self.action = self._runner.call(lambda: self._load(fields), timeout)
@@ -95,14 +121,49 @@ class Runtime:
 
     def _load(self, fields: dict[str, Any]) -> Invocation:
         source = unpack(fields, self.config.handler, self.config.action_dir, self.config.max_zip_bytes)
-        invocation = Invocation(
-            import_action(source, fields["name"]),
-            self.provider,
-            self._runner,
-            self.metrics.batch_size.observe,
-        )
+        return self.invocation(import_action(source, fields["name"]))
+
+    def invocation(self, action: LoadedAction) -> Invocation:
+        """An imported action, ready to run: its models loaded."""
+        invocation = Invocation(action, self.provider, self._runner, self.metrics.batch_size.observe)
         invocation.load_models()
         return invocation
+
+    def load_hosted(self, key: str, spec: dict[str, Any]) -> Invocation:
+        """Host mode: load a registered action into this process (its own folder and module;
+        the working directory stays, as several actions share it)."""
+        fields = contract.init_fields({"value": spec})
+        for name, value in fields["env"].items():
+            self.environ[name] = value
+        digest = key.rpartition("@")[2] or "action"
+        folder = None if self.config.action_dir is None else f"{self.config.action_dir}/{digest}"
+        source = unpack(fields, None, folder, self.config.max_zip_bytes)
+        return self.invocation(import_action(source, key, module_name=f"main__{digest}", chdir=False))
+
+    def host_state(self) -> dict[str, Any]:
+        """What a host's heartbeat reports."""
+        models = self.provider.store.snapshot()
+        return {
+            "actions": self.hosted.keys() if self.hosted is not None else [],
+            "models": [m["name"] for m in models if m["ready"]],
+            "in_flight": self.in_flight,
+            "memory_bytes": pss_bytes(),
+            "model_load_s": max((m["load_seconds"] for m in models), default=None),
+        }
+
+    def _register_routed(self, fields: dict[str, Any], started: float) -> Response:
+        """Routed mode: hand the action to the registry; the hosts load it, not this container."""
+        assert self.router is not None
+        key = action_key(fields)
+        try:
+            self.router.register(key, action_spec(fields))
+        except Exception as exc:  # noqa: BLE001 - the registry is unreachable or refused
+            return self._init_failed(
+                contract.INIT_FAILED, f"Cannot register the action with the router: {exc}"
+            )
+        self.action = RoutedTarget(self.router, key)
+        self.metrics.init_seconds.set(time.perf_counter() - started)
+        return json_response(contract.OK, {"ok": True})
 
     def _apply_init_env(self, env: dict[str, str]) -> None:
         """Init parameters and the triggering activation's `__OW_*` become process environment,
@@ -121,26 +182,35 @@ class Runtime:
         return error_response(status, message)
 
     # ------------------------------------------------------------------------------------ /run
-    def run(self, raw: bytes) -> Response:
+    def run(self, raw: bytes, hosted_action: str | None = None) -> Response:
+        """A /run; `hosted_action` is the action key a router forwarded it for (host mode)."""
         try:
             body = contract.parse_json_object(raw, "/run")
             value, context = contract.run_fields(body)
             deadline = contract.deadline_ms(context)
         except ContractError as exc:
             return self._refuse(exc.status, exc.message)
-        if self.action is None:
+        target = self.action
+        if self.hosted is not None:
+            if not hosted_action:
+                return self._refuse(contract.BAD_REQUEST, f"A model host needs the {ACTION_HEADER} header.")
+            try:
+                target = self.hosted.get(hosted_action)
+            except HostingError as exc:
+                return self._refuse(exc.status, str(exc))
+        if target is None:
             return self._refuse(contract.FORBIDDEN, contract.ERR_NOT_INITIALIZED)
         if not self._admit(deadline):
-            if not self.config.allow_concurrent:
+            if not self.config.concurrent:
                 return self._refuse(contract.FORBIDDEN, contract.ERR_BUSY)
             return self._refuse(contract.OK, "No activation slot became free before the deadline.")
         try:
-            return self._run_admitted(self.action, value, context, deadline)
+            return self._run_admitted(target, value, context, deadline, raw)
         finally:
             self._slots.release()
 
     def _admit(self, deadline: float | None) -> bool:
-        if not self.config.allow_concurrent:
+        if not self.config.concurrent:
             return self._slots.acquire(blocking=False)
         return self._slots.acquire(timeout=seconds_left(deadline, now_ms()))
 
@@ -151,29 +221,37 @@ class Runtime:
         return error_response(status, message)
 
     def _run_admitted(
-        self, invocation: Invocation, value: Any, context: dict[str, str], deadline: float | None
+        self, target: Target, value: Any, context: dict[str, str], deadline: float | None, raw: bytes
     ) -> Response:
-        activation = Activation(env=context, log=ActivationLog(limit=self.config.max_log_bytes))
+        activation = Activation(env=context, log=ActivationLog(limit=self.config.max_log_bytes), body=raw)
         token = current_activation.set(activation)
         self.metrics.in_flight.inc()
+        self.in_flight += 1
         started = time.perf_counter()
+        logs: dict[str, str] | None = None
         try:
-            status, result, failure = self._call(invocation, value, activation, deadline)
+            status, result, failure = self._call(target, value, activation, deadline)
         finally:
             current_activation.reset(token)
-            self.sink.emit(activation.log)
+            if self.hosted is not None:
+                logs = activation.log.close()  # they travel back to the routed container
+            else:
+                self.sink.emit(activation.log)
             self.metrics.in_flight.dec()
+            self.in_flight -= 1
         self.metrics.duration.observe(time.perf_counter() - started)
         self.metrics.count_activation(failure)
+        if logs is not None:
+            return contract.OK, envelope(status, result, logs)
         return status, result
 
     def _call(
-        self, invocation: Invocation, value: Any, activation: Activation, deadline: float | None
+        self, target: Target, value: Any, activation: Activation, deadline: float | None
     ) -> tuple[int, bytes, str | None]:
         """Call the action; return status, JSON body and the failure kind (None on success)."""
         log = activation.log
         try:
-            result = invocation(value, activation, seconds_left(deadline, now_ms()))
+            result = target(value, activation, seconds_left(deadline, now_ms()))
         except DeadlineExceeded:
             message = (
                 "The action exceeded its time limit: it was still running at its deadline "
@@ -181,6 +259,9 @@ class Runtime:
             )
             log.append("stderr", message + "\n")
             return *error_response(contract.OK, message), "timeout"
+        except RoutingError as exc:
+            log.append("stderr", f"{exc}\n")
+            return *error_response(contract.OK, f"warmwhisk router: {exc}"), "routing"
         except SystemExit as exc:
             # Upstream's process exits here (400 "command exited"); ours stays up, models and all.
             log.append("stderr", f"The action called sys.exit({exc.code!r}).\n")
@@ -190,6 +271,15 @@ class Runtime:
             return *error_response(
                 contract.OK, f"An error has occurred: {type(exc).__name__}: {exc}"
             ), "exception"
+        if isinstance(result, Forwarded):  # routed mode: the host's answer, as it is
+            log.append("stdout", result.stdout)
+            log.append("stderr", result.stderr)
+            failure = (
+                None
+                if result.status == contract.OK and not result.payload.startswith(b'{"error"')
+                else "remote"
+            )
+            return result.status, result.payload, failure
         if not isinstance(result, (dict, list)):
             return *error_response(contract.BAD_RESULT, contract.ERR_NOT_DICT), "result"
         try:
@@ -203,12 +293,15 @@ class Runtime:
 
     # ---------------------------------------------------------------------------------- health
     def health(self) -> dict[str, Any]:
+        mode = "host" if self.hosted is not None else "routed" if self.router is not None else "direct"
         return {
             "status": "ok",
+            "mode": mode,
             "initialized": self.action is not None,
-            "action": None if self.action is None else self.action.action.name,
-            "concurrent": self.config.allow_concurrent,
-            "max_concurrent": self.config.max_concurrent if self.config.allow_concurrent else 1,
+            "action": None if self.action is None else self.action.name,
+            "hosted_actions": [] if self.hosted is None else self.hosted.keys(),
+            "concurrent": self.config.concurrent,
+            "max_concurrent": self.config.max_concurrent if self.config.concurrent else 1,
             "stuck_threads": self._runner.stuck,
             "models": self.provider.store.snapshot(),
             "model_loads": self.provider.store.loads,

@@ -20,6 +20,7 @@ from .contract import ACTIVATION_CONTEXT_KEYS, env_name
 from .isolation import ActivationEnviron, LogSink, install
 from .metrics import MetricsServer, RuntimeMetrics
 from .models import ModelProvider
+from .routing import Heartbeat, HostedActions, HostIdentity, HostingError, Router
 from .runtime import Runtime
 from .store import ModelStore
 
@@ -33,12 +34,57 @@ def build_app(config: RuntimeConfig) -> ActionApp:
     store = ModelStore(config.model_memory_bytes)
     metrics.watch_models(lambda: store.used_bytes, lambda: store.loads)
     provider = ModelProvider(store, config.model_cache_dir, config.torch_threads)
-    runtime = Runtime(config, sink, environ, metrics, provider)
+    router, hosted = _routing(config)
+    runtime = Runtime(config, sink, environ, metrics, provider, router, hosted)
+    if hosted is not None:
+        _start_host(config, runtime, hosted)
     if config.preload:
         threading.Thread(target=provider.preload, args=(config.preload,), name="preload", daemon=True).start()
     if config.metrics_port:
         MetricsServer(config.metrics_host, config.metrics_port, metrics, runtime.health).start()
     return ActionApp(runtime, config.max_body_bytes)
+
+
+def _routing(config: RuntimeConfig) -> tuple[Router | None, HostedActions | None]:
+    """The registry client for routed and host modes (imported only there: direct mode needs
+    neither Redis nor the scaler's package)."""
+    if config.mode == "direct":
+        return None, None
+    from warmwhisk_scaler.keys import RedisKeys
+    from warmwhisk_scaler.registry import Registry, connect_redis
+
+    assert config.router_url is not None
+    registry = Registry(
+        connect_redis(config.router_url),
+        RedisKeys(config.redis_prefix),
+        heartbeat_ttl_s=3 * config.heartbeat_s,
+    )
+    if config.mode == "routed":
+        return Router(registry), None
+    return None, HostedActions(registry, config.namespace)
+
+
+def _start_host(config: RuntimeConfig, runtime: Runtime, hosted: HostedActions) -> None:
+    """Host mode: load the assigned actions in the background and heartbeat from now on."""
+    from warmwhisk_scaler.registry import HostRecord
+
+    identity = HostIdentity(
+        host_id=config.host_id,
+        address=config.advertise,
+        namespace=config.namespace,
+        limit=config.max_concurrent,
+        actions=config.host_actions,
+    )
+    Heartbeat(hosted.registry, identity, runtime.host_state, config.heartbeat_s, HostRecord).start()
+
+    def load_assigned() -> None:
+        for key in config.host_actions:
+            try:
+                hosted.get(key)
+            except HostingError as exc:
+                sys.stderr.write(f"warmwhisk host: {exc}\n")
+
+    threading.Thread(target=load_assigned, name="host-actions", daemon=True).start()
 
 
 def _bind(host: str, port: int) -> str:

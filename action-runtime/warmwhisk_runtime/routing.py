@@ -1,0 +1,358 @@
+"""Routed mode and host mode: activations served by warm model hosts the scaler manages.
+
+**Routed mode** (`WARMWHISK_MODE=routed`, set by the invoker patch): the container OpenWhisk
+created is a thin forwarder. `/init` registers the action (its code and init env) with the
+registry and returns; it imports no action code and no torch, so the container answers within
+well under a second of starting. Each `/run` acquires a slot on a warm host serving the action
+(one atomic Redis operation), forwards the activation, relays the answer and the host's log
+lines (written here, with this container's sentinels, so OpenWhisk's log collection still
+works), and releases the slot with the measured duration. A host that fails mid-request (it
+died, or the connection broke) is skipped and the activation retried once on another host;
+inference is stateless.
+
+**Host mode** (`WARMWHISK_MODE=host`, started by the scaler): a runtime that serves forwarded
+runs of several actions of one namespace, each loaded on first use from its registration, with
+all their models in one process-wide store (shared when equal). It heartbeats its state into the
+registry.
+
+The forwarding protocol between the two is plain HTTP on the host's action port:
+`POST /run` with the original /run body and the header `X-Warmwhisk-Action: <action key>`; the
+host answers `200 {"status": <the action's status>, "body": <its JSON>, "stdout": ..., "stderr": ...}`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+ACTION_HEADER = "X-Warmwhisk-Action"
+HTTP_ACTION_HEADER = "HTTP_X_WARMWHISK_ACTION"  # the same header in a WSGI environ
+
+# Keys of the /init env that belong to the triggering activation, not to the action.
+_ACTIVATION_ENV = ("__OW_ACTIVATION_ID", "__OW_TRANSACTION_ID", "__OW_DEADLINE", "__OW_API_KEY")
+
+
+class RoutingError(Exception):
+    """No model host could serve the activation; the message says why."""
+
+
+@dataclass(frozen=True)
+class Forwarded:
+    """A host's answer for one activation: the action's own status and JSON body, and its logs."""
+
+    status: int
+    payload: bytes
+    stdout: str
+    stderr: str
+
+
+def action_key(fields: Mapping[str, Any]) -> str:
+    """The action's identity for routing: its fully qualified name and a digest of everything
+    that makes it behave differently (code, entry point, init parameters). An update is a new
+    key, as it is a new revision for OpenWhisk."""
+    env = fields["env"]
+    name = env.get("__OW_ACTION_NAME") or fields["name"] or "action"
+    stable_env = {k: v for k, v in env.items() if k not in _ACTIVATION_ENV}
+    material = json.dumps([fields["code"], fields["binary"], fields["main"], stable_env], sort_keys=True)
+    return f"{name}@{hashlib.sha256(material.encode()).hexdigest()[:16]}"
+
+
+def action_spec(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """What a host needs to load the action, as registered in Redis."""
+    env = fields["env"]
+    return {
+        "namespace": env.get("__OW_NAMESPACE", ""),
+        "name": fields["name"],
+        "main": fields["main"],
+        "binary": fields["binary"],
+        "code": fields["code"],
+        "env": {k: v for k, v in env.items() if k not in _ACTIVATION_ENV},
+    }
+
+
+class HostConnections:
+    """Keep-alive HTTP connections to model hosts, reused across activations."""
+
+    def __init__(self) -> None:
+        self._idle: dict[str, list[http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()
+
+    def post(
+        self, address: str, body: bytes, headers: Mapping[str, str], timeout_s: float | None
+    ) -> tuple[int, bytes]:
+        """POST /run; raises OSError/HTTPException when the host is unreachable or fails midway."""
+        conn = self._take(address)
+        try:
+            conn.timeout = timeout_s
+            if conn.sock is not None:
+                conn.sock.settimeout(timeout_s)
+            conn.request("POST", "/run", body, {"Content-Type": "application/json", **headers})
+            response = conn.getresponse()
+            payload = response.read()
+        except BaseException:
+            conn.close()
+            raise
+        if response.will_close:
+            conn.close()
+        else:
+            self._give_back(address, conn)
+        return response.status, payload
+
+    def _take(self, address: str) -> http.client.HTTPConnection:
+        with self._lock:
+            idle = self._idle.get(address)
+            if idle:
+                return idle.pop()
+        host, _, port = address.rpartition(":")
+        return http.client.HTTPConnection(host, int(port))
+
+    def _give_back(self, address: str, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            self._idle.setdefault(address, []).append(conn)
+
+    def forget(self, address: str) -> None:
+        with self._lock:
+            for conn in self._idle.pop(address, []):
+                conn.close()
+
+
+class Router:
+    """Routed mode: finds a warm host for each activation and forwards it there."""
+
+    # Waiting for a slot: first retry after 1 ms, doubling up to 20 ms.
+    FIRST_WAIT_S = 0.001
+    MAX_WAIT_S = 0.02
+
+    def __init__(self, registry: Any, clock: Callable[[], float] = time.monotonic) -> None:
+        self.registry = registry  # warmwhisk_scaler.registry.Registry
+        self.connections = HostConnections()
+        self._clock = clock
+
+    def register(self, key: str, spec: Mapping[str, Any]) -> None:
+        self.registry.register_action(key, spec)
+
+    def forward(self, key: str, body: bytes, timeout_s: float | None) -> Forwarded:
+        """Run one activation on a warm host: at most two hosts are tried (a failure is retried
+        once elsewhere); waits for a free slot until the deadline."""
+        end = None if timeout_s is None else self._clock() + timeout_s
+        failed: list[str] = []
+        for attempt in (1, 2):
+            slot = self._acquire(key, end, avoid=failed)
+            started = self._clock()
+            try:
+                status, payload = self.connections.post(
+                    slot.address,
+                    body,
+                    {ACTION_HEADER: key},
+                    None if end is None else max(0.001, end - started),
+                )
+            except (OSError, http.client.HTTPException) as exc:
+                self.registry.release(slot)
+                self.connections.forget(slot.address)
+                failed.append(slot.host_id)
+                if attempt == 2:
+                    raise RoutingError(
+                        f"model hosts {', '.join(failed)} failed while serving the activation "
+                        f"({type(exc).__name__}: {exc}); it was tried twice"
+                    ) from exc
+                continue
+            self.registry.release(slot, self._clock() - started)
+            return _unwrap(status, payload, slot.host_id)
+        raise AssertionError("unreachable")
+
+    def _acquire(self, key: str, end: float | None, avoid: list[str]) -> Any:
+        wait = self.FIRST_WAIT_S
+        while True:
+            slot = self.registry.acquire(key)
+            if slot is not None and slot.host_id not in avoid:
+                return slot
+            if slot is not None:  # a host that just failed us: let it go, look again
+                self.registry.release(slot)
+            now = self._clock()
+            if end is not None and now >= end:
+                raise RoutingError(
+                    "no warm model host had a free slot for this action before its deadline "
+                    "(the scaler adds hosts on demand; see its /status)"
+                )
+            time.sleep(wait if end is None else min(wait, max(0.0, end - now)))
+            wait = min(wait * 2, self.MAX_WAIT_S)
+
+
+def _unwrap(status: int, payload: bytes, host_id: str) -> Forwarded:
+    if status != 200:
+        raise RoutingError(f"model host {host_id} refused the activation: HTTP {status} {payload[:200]!r}")
+    try:
+        envelope = json.loads(payload)
+        return Forwarded(
+            status=int(envelope["status"]),
+            payload=json.dumps(envelope["body"], ensure_ascii=False).encode(),
+            stdout=str(envelope.get("stdout", "")),
+            stderr=str(envelope.get("stderr", "")),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RoutingError(f"model host {host_id} sent an unreadable answer: {exc}") from exc
+
+
+def envelope(status: int, payload: bytes, logs: Mapping[str, str]) -> bytes:
+    """A host's answer to a forwarded run (see the module docstring)."""
+    return (
+        b'{"status": ' + str(status).encode() + b', "body": ' + payload
+        + b', "stdout": ' + json.dumps(logs.get("stdout", "")).encode()
+        + b', "stderr": ' + json.dumps(logs.get("stderr", "")).encode() + b"}"
+    )  # fmt: skip
+
+
+class Target(Protocol):
+    """What /run calls: a local action (invocation.Invocation) or a route to a host."""
+
+    name: str
+
+    def __call__(self, value: Any, activation: Any, timeout_s: float | None) -> Any: ...
+
+
+class RoutedTarget:
+    """Routed mode's action: every activation is forwarded to a warm host."""
+
+    def __init__(self, router: Router, key: str) -> None:
+        self.router = router
+        self.key = key
+        self.name = key
+
+    def __call__(self, value: Any, activation: Any, timeout_s: float | None) -> Forwarded:
+        return self.router.forward(self.key, activation.body, timeout_s)
+
+
+class HostingError(Exception):
+    """A forwarded run this host cannot serve; `status` is the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class HostedActions:
+    """Host mode: the actions this host serves, each loaded once, on first use (single-flight).
+
+    Only actions of the host's own namespace are served: a host never mixes namespaces.
+    """
+
+    def __init__(self, registry: Any, namespace: str) -> None:
+        self.registry = registry
+        self.namespace = namespace
+        self.loader: Callable[[str, dict[str, Any]], Target] | None = None  # set by the runtime
+        self._lock = threading.Lock()
+        self._ready: dict[str, Target] = {}
+        self._loading: dict[str, threading.Event] = {}
+        self._failed: dict[str, HostingError] = {}
+
+    def keys(self) -> list[str]:
+        return sorted(self._ready)
+
+    def get(self, key: str) -> Target:
+        target = self._ready.get(key)
+        if target is not None:
+            return target
+        with self._lock:
+            if key in self._ready:
+                return self._ready[key]
+            event = self._loading.get(key)
+            loader = event is None
+            if loader:
+                event = self._loading[key] = threading.Event()
+                self._failed.pop(key, None)
+        assert event is not None
+        if loader:
+            self._load(key, event)
+        else:
+            event.wait()
+        if key in self._ready:
+            return self._ready[key]
+        raise self._failed.get(key) or HostingError(502, f"action {key} could not be loaded")
+
+    def _load(self, key: str, event: threading.Event) -> None:
+        try:
+            spec = self.registry.action_spec(key)
+            if spec is None:
+                raise HostingError(404, f"action {key} is not registered")
+            if spec.get("namespace", "") != self.namespace:
+                raise HostingError(403, f"action {key} belongs to another namespace than this host's")
+            assert self.loader is not None
+            target = self.loader(key, spec)
+            with self._lock:
+                self._ready[key] = target
+        except HostingError as exc:
+            self._failed[key] = exc
+        except Exception as exc:  # noqa: BLE001 - reported to every waiting run
+            self._failed[key] = HostingError(502, f"loading action {key} failed: {type(exc).__name__}: {exc}")
+        finally:
+            with self._lock:
+                self._loading.pop(key, None)
+            event.set()
+
+
+@dataclass(frozen=True)
+class HostIdentity:
+    host_id: str
+    address: str  # where routers reach this host's action port
+    namespace: str
+    limit: int  # the most activations this host runs at once
+    actions: tuple[str, ...]  # assigned by the scaler at start
+
+
+class Heartbeat:
+    """Host mode: writes this host's state into the registry every `interval_s`."""
+
+    def __init__(
+        self,
+        registry: Any,
+        identity: HostIdentity,
+        state: Callable[[], dict[str, Any]],
+        interval_s: float,
+        record_type: Any,
+    ) -> None:
+        self._registry = registry
+        self._identity = identity
+        self._state = state
+        self._interval_s = interval_s
+        self._record_type = record_type  # warmwhisk_scaler.registry.HostRecord
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        threading.Thread(target=self._loop, name="heartbeat", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def beat(self) -> None:
+        state = self._state()
+        me = self._identity
+        actions = tuple(sorted(set(me.actions) | set(state["actions"]))) or me.actions
+        self._registry.heartbeat(
+            self._record_type(
+                host_id=me.host_id,
+                address=me.address,
+                namespace=me.namespace,
+                actions=actions,
+                models=tuple(state["models"]),
+                state="warm" if set(me.actions) <= set(state["actions"]) else "starting",
+                limit=me.limit,
+                reported_in_flight=state["in_flight"],
+                memory_bytes=state["memory_bytes"],
+                model_load_s=state["model_load_s"],
+            )
+        )
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.beat()
+            except Exception as exc:  # noqa: BLE001 - Redis away: keep trying; routers stop using us
+                sys.stderr.write(f"warmwhisk host: heartbeat failed: {exc}\n")
+            self._stop.wait(self._interval_s)

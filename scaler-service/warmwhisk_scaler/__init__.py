@@ -1,0 +1,1 @@
+"""warmwhisk scaler service: registry of warm model hosts, slot routing, and the hybrid scaling policy."""

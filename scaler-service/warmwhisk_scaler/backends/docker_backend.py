@@ -1,0 +1,253 @@
+"""Model hosts as Docker containers (docker SDK), in network mode "host", bound to 127.0.0.1.
+
+Each container is named after its host id and labelled (``LABEL_*`` below) with its owner, host
+id, pool, ports and start time; ``running`` reads those labels back from the engine, so a
+restarted scaler finds its hosts. Containers are not auto-removed: one that exited stays until
+``reconcile`` (or ``stop``) removes it, so its logs can be read in between.
+
+Limits: ``HostSpec.memory_bytes`` becomes ``--memory`` with swap disabled (``--memory-swap`` equal
+to it), ``HostSpec.cpus`` becomes ``--cpus``; ``HostSpec.model_dir`` is bind-mounted read-only at
+``/models`` (the folder must exist on the engine's machine; Docker then refuses rather than
+creating it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import docker
+import docker.errors
+import requests
+from docker.types import Mount
+
+from .base import (
+    DEFAULT_OWNER,
+    HOST_ID_ENV,
+    BackendError,
+    HostSpec,
+    PortAllocator,
+    RunningHost,
+    loopback,
+    poll_ready,
+    runtime_args,
+)
+
+LABEL_OWNER = "warmwhisk.owner"
+LABEL_HOST_ID = "warmwhisk.host-id"
+LABEL_POOL = "warmwhisk.pool"
+LABEL_PORT = "warmwhisk.port"
+LABEL_METRICS_PORT = "warmwhisk.metrics-port"
+LABEL_STARTED_AT = "warmwhisk.started-at"
+RESERVED_LABELS = frozenset(
+    {LABEL_OWNER, LABEL_HOST_ID, LABEL_POOL, LABEL_PORT, LABEL_METRICS_PORT, LABEL_STARTED_AT}
+)
+
+# The runtime image's interpreter and module; the backend appends --host/--port/--metrics-port.
+DEFAULT_COMMAND = ("/opt/warmwhisk/bin/python", "-m", "warmwhisk_runtime")
+MODELS_MOUNT = "/models"
+
+
+@contextlib.contextmanager
+def _engine(what: str) -> Iterator[None]:
+    """Turn the docker SDK's errors into one BackendError that says what failed and why."""
+    try:
+        yield
+    except docker.errors.ImageNotFound as exc:
+        raise BackendError(f"{what}: image not found on the Docker engine ({exc.explanation})") from exc
+    except docker.errors.APIError as exc:
+        raise BackendError(f"{what}: the Docker engine refused: {exc.explanation or exc}") from exc
+    except requests.exceptions.RequestException as exc:
+        raise BackendError(f"{what}: the Docker engine does not answer ({exc})") from exc
+    except docker.errors.DockerException as exc:
+        raise BackendError(f"{what}: {exc}") from exc
+
+
+class DockerBackend:
+    """``HostBackend`` over a Docker engine.
+
+    ``client``: a ``docker.DockerClient`` (``DockerBackend.from_env`` builds one). ``image``: the
+    runtime image. ``owner``: value of the ``warmwhisk.owner`` label; ``running``/``reconcile``
+    only ever see (and remove) containers with this owner. ``extra_labels``: added to every
+    container (cannot override the ``warmwhisk.*`` labels above). ``command``: interpreter and
+    module inside the image. ``stop_timeout_s``: grace between SIGTERM and SIGKILL on ``stop``
+    (whole seconds; the runtime finishes running activations within it). ``create_options``:
+    more ``containers.create`` keyword arguments (e.g. ``log_config``, ``init``), applied last.
+    """
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        image: str,
+        owner: str = DEFAULT_OWNER,
+        extra_labels: Mapping[str, str] | None = None,
+        command: Sequence[str] = DEFAULT_COMMAND,
+        stop_timeout_s: int = 5,
+        create_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        clash = RESERVED_LABELS & set(extra_labels or {})
+        if clash:
+            raise ValueError(f"extra_labels may not set {sorted(clash)}")
+        self.client = client
+        self.image = image
+        self.owner = owner
+        self.extra_labels = dict(extra_labels or {})
+        self.command = tuple(command)
+        self.stop_timeout_s = int(stop_timeout_s)
+        self.create_options = dict(create_options or {})
+        self._ports = PortAllocator()
+
+    @classmethod
+    def from_env(cls, image: str, **kwargs: Any) -> DockerBackend:
+        """A backend over the engine named by DOCKER_HOST (default: the local socket)."""
+        with _engine("connecting to the Docker engine"):
+            client = docker.from_env()
+        return cls(client, image, **kwargs)
+
+    # -- HostBackend -------------------------------------------------------------------------------
+    def start(self, spec: HostSpec) -> RunningHost:
+        port, metrics_port = self._ports.allocate(2)
+        started_at = time.time()
+        labels = {
+            **self.extra_labels,
+            LABEL_OWNER: self.owner,
+            LABEL_HOST_ID: spec.host_id,
+            LABEL_POOL: spec.pool,
+            LABEL_PORT: str(port),
+            LABEL_METRICS_PORT: str(metrics_port),
+            LABEL_STARTED_AT: repr(started_at),
+        }
+        options: dict[str, Any] = {
+            "command": [*self.command, *runtime_args(port, metrics_port)],
+            "name": spec.host_id,
+            "labels": labels,
+            "environment": {**spec.env, HOST_ID_ENV: spec.host_id},
+            "network_mode": "host",
+        }
+        if spec.memory_bytes is not None:
+            options["mem_limit"] = spec.memory_bytes
+            options["memswap_limit"] = spec.memory_bytes  # no swap beyond the limit
+        if spec.cpus is not None:
+            options["nano_cpus"] = round(spec.cpus * 1e9)
+        if spec.model_dir is not None:
+            options["mounts"] = [Mount(MODELS_MOUNT, spec.model_dir, type="bind", read_only=True)]
+        options.update(self.create_options)
+        what = f"starting model host {spec.host_id!r} from image {self.image!r}"
+        with _engine(what):
+            # create + start, not containers.run: run() would try to pull a missing image.
+            container = self.client.containers.create(self.image, **options)
+        try:
+            with _engine(what):
+                container.start()
+        except BackendError:
+            with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
+                container.remove(force=True)
+            raise
+        return RunningHost(
+            host_id=spec.host_id,
+            pool=spec.pool,
+            address=loopback(port),
+            metrics_address=loopback(metrics_port),
+            started_at=started_at,
+            owner=self.owner,
+        )
+
+    def stop(self, host_id: str) -> None:
+        for summary in self._list(extra_filters=[f"{LABEL_HOST_ID}={host_id}"]):
+            self._remove(summary["Id"], running=summary.get("State") == "running", name=host_id)
+
+    def running(self) -> list[RunningHost]:
+        return self._scan()[0]
+
+    def reconcile(self, keep: Callable[[RunningHost], bool]) -> tuple[list[RunningHost], list[str]]:
+        live, dead = self._scan()
+        adopted: list[RunningHost] = []
+        removed: list[str] = []
+        for host_id, container_id in dead:
+            self._remove(container_id, running=False, name=host_id)
+            removed.append(host_id)
+        for host in live:
+            if keep(host):
+                adopted.append(host)
+            else:
+                self.stop(host.host_id)
+                removed.append(host.host_id)
+        return adopted, removed
+
+    def wait_ready(self, host: RunningHost, timeout_s: float) -> bool:
+        return poll_ready(host, timeout_s, alive=lambda: self._is_running(host.host_id))
+
+    def logs(self, host_id: str, tail: int = 100) -> str:
+        try:
+            raw = self.client.api.logs(host_id, stdout=True, stderr=True, tail=tail)
+        except docker.errors.NotFound:
+            return ""
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise BackendError(f"reading logs of model host {host_id!r}: {exc}") from exc
+        return raw.decode(errors="replace")
+
+    # -- internals ---------------------------------------------------------------------------------
+    def _list(self, extra_filters: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """Summaries (``GET /containers/json``) of this owner's containers, exited ones included."""
+        with _engine(f"listing the containers of owner {self.owner!r}"):
+            return self.client.api.containers(
+                all=True, filters={"label": [f"{LABEL_OWNER}={self.owner}", *extra_filters]}
+            )
+
+    def _scan(self) -> tuple[list[RunningHost], list[tuple[str, str]]]:
+        """(running hosts, [(host id, container id)] of containers that are not running or unreadable)."""
+        live: list[RunningHost] = []
+        dead: list[tuple[str, str]] = []
+        for summary in self._list():
+            labels = summary.get("Labels") or {}
+            names = summary.get("Names") or ["?"]
+            host_id = labels.get(LABEL_HOST_ID) or names[0].lstrip("/")
+            host = _host_from_labels(labels)
+            if host is None or summary.get("State") != "running":
+                dead.append((host_id, summary["Id"]))
+            else:
+                live.append(host)
+        live.sort(key=lambda h: (h.started_at, h.host_id))
+        return live, dead
+
+    def _remove(self, container_id: str, running: bool, name: str) -> None:
+        """SIGTERM and up to ``stop_timeout_s`` to exit (then SIGKILL), then remove. Gone is fine."""
+        what = f"stopping model host {name!r}"
+        try:
+            with _engine(what):
+                if running:
+                    self.client.api.stop(container_id, timeout=self.stop_timeout_s)
+                self.client.api.remove_container(container_id, force=True)
+        except BackendError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, docker.errors.NotFound):
+                return
+            if isinstance(cause, docker.errors.APIError) and cause.status_code == 409:
+                return  # "removal already in progress": another stop got there first
+            raise
+
+    def _is_running(self, host_id: str) -> bool:
+        try:
+            state = self.client.api.inspect_container(host_id)["State"]
+        except docker.errors.NotFound:
+            return False
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
+            return True  # unknown: keep polling /healthz until the deadline
+        return bool(state.get("Running")) and not state.get("Restarting")
+
+
+def _host_from_labels(labels: Mapping[str, str]) -> RunningHost | None:
+    """The host a container's labels describe; None if a label is missing or malformed."""
+    try:
+        return RunningHost(
+            host_id=labels[LABEL_HOST_ID],
+            pool=labels[LABEL_POOL],
+            address=loopback(int(labels[LABEL_PORT])),
+            metrics_address=loopback(int(labels[LABEL_METRICS_PORT])),
+            started_at=float(labels[LABEL_STARTED_AT]),
+            owner=labels[LABEL_OWNER],
+        )
+    except (KeyError, ValueError):
+        return None
