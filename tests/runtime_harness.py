@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from warmwhisk_runtime.contract import SENTINEL
 
 REPO = Path(__file__).resolve().parent.parent
 RUNTIME_SRC = REPO / "action-runtime"
+SCALER_SRC = REPO / "scaler-service"  # the registry client routed and host modes use
 IMAGE = os.environ.get("WARMWHISK_IMAGE", "warmwhisk/runtime:dev")
 TEST_LABEL = "warmwhisk.test"
 
@@ -146,7 +148,7 @@ class ProcessRuntime(RuntimeHandle):
             for k, v in os.environ.items()
             if not k.startswith("__OW_") and not k.startswith("WARMWHISK_")
         }
-        full_env.update({"PYTHONPATH": str(RUNTIME_SRC), "PYTHONUNBUFFERED": "1", **(env or {})})
+        full_env.update({"PYTHONPATH": f"{RUNTIME_SRC}:{SCALER_SRC}", "PYTHONUNBUFFERED": "1", **(env or {})})
         with open(self._out_path, "wb") as out, open(self._err_path, "wb") as err:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "warmwhisk_runtime", "--host", "127.0.0.1", "--port", str(port),
@@ -156,6 +158,13 @@ class ProcessRuntime(RuntimeHandle):
 
     def alive(self) -> bool:
         return self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the server and its worker at once, as when a container dies."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        for pid in [self.process.pid, *map(int, children)]:
+            os.kill(pid, signal.SIGKILL)
+        self.process.wait()
 
     def stop(self) -> None:
         self.session.close()

@@ -118,7 +118,7 @@ def test_burst_of_40_at_zero_hosts_adds_several_hosts_at_once_then_waits_for_the
     starting = [host(i, state="starting", started_at=0.0) for i in range(5)]
     decisions, state = HYBRID.decide(observe(1.0, starting, queued=40, service_time_s=0.5), state, config)
     assert added(decisions) == 0
-    assert "already starting" in decisions[-1].reason
+    assert "starting hosts cover it" in decisions[-1].reason
 
     # t=2: they are warm and full; 30 wait. 5 hosts drain 20/s: 1.5 s < a 2 s cold start → queue.
     warm = full_hosts(5, 2, now=2.0)
