@@ -248,18 +248,50 @@ def test_a_tail_the_workload_has_at_any_limit_does_not_lower_the_limit() -> None
     assert changes == [(10.0, 4), (21.0, 8)]
 
 
+def drive_light_load(
+    config: HybridConfig, seconds: int, *, p50: dict[int, float], p99: dict[int, float], in_flight: int
+) -> list[tuple[float, int]]:
+    """Four warm hosts, no queue, ``in_flight`` activations spread over them, 1 arrival/s."""
+    state = HYBRID.initial_state()
+    limit, changes = config.initial_limit, []
+    for t in range(seconds):
+        hosts = [host(i, in_flight=min(limit, max(0, in_flight - i * limit)), limit=limit) for i in range(4)]
+        obs = observe(
+            float(t),
+            hosts,
+            arrivals_per_s=1.0,
+            completions_per_s=1.0,
+            latency_p50_s=p50[limit],
+            latency_p99_s=p99[limit],
+            service_time_s=p50[limit],
+        )
+        decisions, state = HYBRID.decide(obs, state, config)
+        if (limit_now := new_limit(decisions)) is not None:
+            limit = limit_now
+            changes.append((float(t), limit))
+    return changes
+
+
 def test_a_tentative_step_down_that_does_not_speed_runs_up_is_undone() -> None:
-    # Starting at 2 with a p99 over the objective and nothing known below: try 1; runs are no
-    # faster there (the p99 is the workload's tail), so go back to 2 and keep it.
-    config = HybridConfig(initial_limit=2, limit_settle_s=10.0, latency_objective_s=1.0, max_limit=2)
-    changes = drive_limit(
-        config,
-        60,
-        throughput={1: 2.0, 2: 4.0},
-        p50={1: 0.3, 2: 0.3},
-        p99={1: 5.0, 2: 5.0},
-    )
+    # t=0: limit 2, p99 5 s over a 1 s objective, nothing known at 1, and limit 1 would still
+    # hold the pool's 2 activations: try 1. t=10: runs are no faster at 1 (the p99 is the
+    # workload's own tail), so back to 2, now with 1 measured below: no more tries.
+    config = HybridConfig(initial_limit=2, limit_settle_s=10.0, latency_objective_s=1.0)
+    changes = drive_light_load(config, 60, p50={1: 0.3, 2: 0.3}, p99={1: 5.0, 2: 5.0}, in_flight=2)
     assert changes == [(0.0, 1), (10.0, 2)]
+
+
+def test_a_tentative_step_down_that_speeds_runs_up_is_kept() -> None:
+    config = HybridConfig(initial_limit=2, limit_settle_s=10.0, latency_objective_s=1.0)
+    changes = drive_light_load(config, 60, p50={1: 0.15, 2: 0.3}, p99={1: 0.5, 2: 1.5}, in_flight=2)
+    assert changes == [(0.0, 1)]
+
+
+def test_a_tentative_step_down_is_not_taken_when_it_would_cost_capacity() -> None:
+    # 7 activations on 4 hosts: at limit 1 they would not fit (4 × 1 × 90 %), so no guess.
+    config = HybridConfig(initial_limit=2, limit_settle_s=10.0, latency_objective_s=1.0)
+    changes = drive_light_load(config, 30, p50={1: 0.3, 2: 0.3}, p99={1: 5.0, 2: 5.0}, in_flight=7)
+    assert changes == []
 
 
 def test_an_unmeasured_raise_is_undone_when_the_load_falls_away() -> None:

@@ -28,6 +28,7 @@ import json
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -129,6 +130,8 @@ class Router:
     # Waiting for a slot: first retry after 1 ms, doubling up to 20 ms.
     FIRST_WAIT_S = 0.001
     MAX_WAIT_S = 0.02
+    # A run without a deadline (never from OpenWhisk) counts as waiting for at most this long.
+    MAX_UNBOUNDED_WAIT_S = 300.0
 
     def __init__(self, registry: Any, clock: Callable[[], float] = time.monotonic) -> None:
         self.registry = registry  # warmwhisk_scaler.registry.Registry
@@ -168,21 +171,31 @@ class Router:
         raise AssertionError("unreachable")
 
     def _acquire(self, key: str, end: float | None, avoid: list[str]) -> Any:
-        wait = self.FIRST_WAIT_S
-        while True:
-            slot = self.registry.acquire(key)
-            if slot is not None and slot.host_id not in avoid:
-                return slot
-            if slot is not None:  # a host that just failed us: let it go, look again
-                self.registry.release(slot)
-            now = self._clock()
-            if end is not None and now >= end:
-                raise RoutingError(
-                    "no warm model host had a free slot for this action before its deadline "
-                    "(the scaler adds hosts on demand; see its /status)"
-                )
-            time.sleep(wait if end is None else min(wait, max(0.0, end - now)))
-            wait = min(wait * 2, self.MAX_WAIT_S)
+        slot = self.registry.acquire(key)
+        if slot is not None and slot.host_id not in avoid:
+            return slot  # the common case: one Redis round trip
+        # No free slot: wait, and say so in the registry so that the scaler sees the demand.
+        wait_id = uuid.uuid4().hex
+        until = time.time() + (self.MAX_UNBOUNDED_WAIT_S if end is None else max(0.0, end - self._clock()))
+        self.registry.start_waiting(key, wait_id, until)
+        try:
+            wait = self.FIRST_WAIT_S
+            while True:
+                if slot is not None:  # a host that just failed us: let it go, look again
+                    self.registry.release(slot)
+                now = self._clock()
+                if end is not None and now >= end:
+                    raise RoutingError(
+                        "no warm model host had a free slot for this action before its deadline "
+                        "(the scaler adds hosts on demand; see its /status)"
+                    )
+                time.sleep(wait if end is None else min(wait, max(0.0, end - now)))
+                wait = min(wait * 2, self.MAX_WAIT_S)
+                slot = self.registry.acquire(key)
+                if slot is not None and slot.host_id not in avoid:
+                    return slot
+        finally:
+            self.registry.stop_waiting(key, wait_id)
 
 
 def _unwrap(status: int, payload: bytes, host_id: str) -> Forwarded:

@@ -33,6 +33,11 @@ key                          type    content                                    
                                      (completions with a duration)
 ``P:durations:<action>``     list    durations (ms) of the most recent completions, newest   none
                                      first, capped at ``DURATION_SAMPLES``
+``P:waiting:<action>``       zset    activations waiting for a slot at routers: member = a   none (members
+                                     wait id, score = when the wait ends at the latest (unix  expire by
+                                     s); counted by ``Registry.waiting``                      score)
+``P:pool-config:<action>``   string  JSON: the pool's policy knobs and manual scale, written  none
+                                     by the scaler's API (``pool_config.py``)
 ``P:leader``                 string  the control loop's lease: the holder's id               lease TTL
 ``P:decisions``              list    the scaler's decision log: JSON entries, newest first,  none
                                      capped by its writer
@@ -119,6 +124,13 @@ class RedisKeys:
 
     def durations(self, action: str) -> str:
         return f"{self.prefix}:durations:{action}"
+
+    def waiting(self, action: str) -> str:
+        return f"{self.prefix}:waiting:{action}"
+
+    # Scaler configuration, per pool.
+    def pool_config(self, action: str) -> str:
+        return f"{self.prefix}:pool-config:{action}"
 
     # Control loop.
     @property

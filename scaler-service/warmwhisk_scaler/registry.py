@@ -378,6 +378,22 @@ class Registry:
             recent_ms=tuple(float(value) for value in recent),
         )
 
+    # Demand that found no slot.
+    def start_waiting(self, action: str, wait_id: str, until: float) -> None:
+        """An activation waits for a slot (until the unix time ``until`` at the latest)."""
+        self.redis.zadd(self.keys.waiting(action), {wait_id: until})
+
+    def stop_waiting(self, action: str, wait_id: str) -> None:
+        self.redis.zrem(self.keys.waiting(action), wait_id)
+
+    def waiting(self, action: str) -> int:
+        """Activations waiting for a slot now; waits whose router died expire by their deadline."""
+        key = self.keys.waiting(action)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zremrangebyscore(key, "-inf", self._clock())
+        pipe.zcard(key)
+        return int(pipe.execute()[1])
+
     # Actions.
     def register_action(self, action: str, spec: Mapping[str, Any]) -> None:
         """Store the action's spec (namespace, name, models, code digest, ...) as JSON."""

@@ -585,8 +585,10 @@ def trace_workload(
     """Arrivals of one or several trace functions (merged into one pool: one model serving them).
 
     Within each minute, a function's n invocations are spread as n independent uniform times, i.e.
-    a Poisson process conditioned on the minute's count; durations are drawn from the function's
-    percentiles by linear interpolation of the inverse CDF (at least ``min_duration_s``). Seeded.
+    a Poisson process conditioned on the minute's count. Durations are drawn from the function's
+    published percentiles (0, 1, 25, 50, 75, 99, 100 %) by interpolating the inverse CDF linearly
+    in log(duration), at least ``min_duration_s``: durations are roughly log-normal, and linear
+    interpolation across the 99–100 % span would inflate the mean (top1: 1.5 s vs 0.93 s). Seeded.
     The host memory is the sum of the functions' allocated memory (one host holds them all)."""
     rng = np.random.default_rng(seed)
     times, runs = [], []
@@ -595,7 +597,8 @@ def trace_workload(
         minute_of = np.repeat(np.arange(counts.size), counts)
         t = (minute_of + rng.uniform(0.0, 1.0, minute_of.size)) * 60.0
         u = rng.uniform(0.0, 1.0, t.size)
-        d = np.maximum(min_duration_s, np.interp(u, _DURATION_QUANTILES, fn.duration_percentiles))
+        log_p = np.log(np.maximum(min_duration_s, np.asarray(fn.duration_percentiles)))
+        d = np.exp(np.interp(u, _DURATION_QUANTILES, log_p))
         times.append(t)
         runs.append(d)
     t_all = np.concatenate(times) if times else np.empty(0)

@@ -9,8 +9,10 @@ Per pool (one model), every tick:
    judge the step: keep it when per-host throughput rose by at least ``min_throughput_gain``,
    else go back (and remember the ceiling if the hosts were full, i.e. the step was measured).
    When the p99 run time exceeds the objective because of the limit (the median run time grew
-   compared with the step below), step down and remember that ceiling too. Ceilings are
-   forgotten after ``reprobe_after_s`` (model or machine may have changed).
+   compared with the step below), step down and remember that ceiling too; with nothing
+   measured below, step down only as a guess that costs no capacity, undone if runs are no
+   faster there (a heavy tail the workload has at any limit is not the limit's doing).
+   Ceilings are forgotten after ``reprobe_after_s`` (model or machine may have changed).
 3. **Queue or add hosts**: when every warm host is at its limit and activations wait, compare
    the expected wait at the warm hosts (queue / their drain rate; unbounded when arrivals use
    more than ``max_utilization`` of it) with the cold start of a new host. Queue when waiting is
@@ -166,10 +168,11 @@ def hosts_for_demand(queued: int, arrivals_per_s: float, rate_per_host: float, h
     return ceil_int((queued / horizon_s + arrivals_per_s) / rate_per_host)
 
 
-def fill_bound(queued: int, arrivals_per_s: float, limit: int, horizon_s: float) -> int:
-    """Most hosts worth starting: enough slots for the queue plus the arrivals of one cold start;
+def fill_bound(queued: int, arrivals_per_s: float, limit: int, horizon_s: float, covered: float = 0.0) -> int:
+    """Most new hosts worth starting: slots for the queue plus the arrivals of one cold start,
+    less what is already ``covered`` (slots of starting hosts, what warm hosts drain meanwhile);
     a host beyond that would come up with nothing to do."""
-    return max(1, ceil_int((queued + arrivals_per_s * horizon_s) / limit))
+    return max(0, ceil_int((queued + arrivals_per_s * horizon_s - covered) / limit))
 
 
 def saturated(obs: Observation, limit: int) -> bool:
@@ -250,16 +253,25 @@ def step_limit(obs: Observation, state: HybridState, config: HybridConfig) -> tu
             return undone, f"limit {limit} ran activations no faster (p50 {p50:.2f} s): back to {up}"
     # Latency above the objective because of the limit: step down (to where the last raise came
     # from, if it is being judged) and do not come back above it until reprobe_after_s.
-    if slowed_by_limit(obs, state, config):
+    # With nothing measured below, the step is a guess (the p99 may be the workload's own tail):
+    # take it only when the lower limit still holds all the pool's work, so a wrong guess costs
+    # no capacity, and undo it if runs are no faster there (above).
+    slow = slowed_by_limit(obs, state, config)
+    if slow:
         new = state.probe_from if state.probe_from is not None else lower_step(limit, config)
-        why = (
-            f"p99 run time {obs.latency_p99_s:.2f} s > objective {config.latency_objective_s:.2f} s "
-            f"at limit {limit}: limit {limit} → {new}"
-        )
-        lowered = _limit_changed(state, new, obs.now, ceiling=True)
-        if state.p50_below_s is None and state.probe_from is None:
-            lowered = replace(lowered, stepped_down_from=limit, p50_above_s=p50)  # tentative
-        return lowered, why
+        tentative = state.p50_below_s is None and state.probe_from is None
+        room = len(warm) * new * config.max_utilization
+        # Work in the pool: what is there now, or the arrival rate × run time (Little's law).
+        work = max(obs.in_flight + obs.queued, obs.arrivals_per_s * _service_time_s(obs, config))
+        if not tentative or work <= room:
+            why = (
+                f"p99 run time {obs.latency_p99_s:.2f} s > objective {config.latency_objective_s:.2f} s "
+                f"at limit {limit}: limit {limit} → {new}"
+            )
+            lowered = _limit_changed(state, new, obs.now, ceiling=True)
+            if tentative:
+                lowered = replace(lowered, stepped_down_from=limit, p50_above_s=p50)
+            return lowered, why
     # Judge the last raise by per-host throughput. More than the old limit delivered (+gain):
     # keep it. Otherwise, with every host full, it did not pay: go back and remember the
     # ceiling; with hosts not full, load fell before it could be measured: go back, unproven.
@@ -279,7 +291,7 @@ def step_limit(obs: Observation, state: HybridState, config: HybridConfig) -> tu
     # Raise when every warm host has been full for a whole window and activations wait.
     cap = min(config.max_limit, state.ceiling if state.ceiling is not None else config.max_limit)
     full_for = obs.now - state.full_since if state.full_since is not None else -math.inf
-    if obs.queued > 0 and limit < cap and full_for >= config.limit_settle_s:
+    if obs.queued > 0 and limit < cap and full_for >= config.limit_settle_s and not slow:
         new = min(cap, raise_step(limit, config))
         why = f"all {len(warm)} warm hosts full at limit {limit}, {obs.queued} queued: limit {limit} → {new}"
         raised = replace(
@@ -328,15 +340,18 @@ def queue_or_add(obs: Observation, limit: int, config: HybridConfig) -> Decision
         else f"{obs.queued} queued, {obs.arrivals_per_s:.1f}/s arrive, warm hosts drain {drain:.1f}/s"
     )
     need = hosts_for_demand(obs.queued, obs.arrivals_per_s, rate, horizon)
+    # What hosts already there take within one cold start: the starting ones' slots, and what
+    # the warm ones drain meanwhile.
+    covered = sum(h.limit for h in obs.starting) + drain * horizon
     add = min(
         need - n_warm - n_starting,
-        fill_bound(obs.queued, obs.arrivals_per_s, limit, horizon),
+        fill_bound(obs.queued, obs.arrivals_per_s, limit, horizon, covered),
         headroom(obs, config.max_hosts),
     )
     if add <= 0:
         full = headroom(obs, config.max_hosts) == 0
         return Decision.hold(
-            f"{situation}; {'at max_hosts' if full else f'{n_starting} hosts already starting'}"
+            f"{situation}; {'at max_hosts' if full else f'{n_starting} starting hosts cover it'}"
         )
     return Decision.add_hosts(
         add, limit, f"{situation}: {need} hosts needed, {n_warm} warm + {n_starting} starting"
