@@ -137,9 +137,11 @@ class Router:
         self.registry = registry  # warmwhisk_scaler.registry.Registry
         self.connections = HostConnections()
         self._clock = clock
+        self._specs: dict[str, Mapping[str, Any]] = {}
 
     def register(self, key: str, spec: Mapping[str, Any]) -> None:
         self.registry.register_action(key, spec)
+        self._specs[key] = spec
 
     def forward(self, key: str, body: bytes, timeout_s: float | None) -> Forwarded:
         """Run one activation on a warm host: at most two hosts are tried (a failure is retried
@@ -175,6 +177,8 @@ class Router:
         if slot is not None and slot.host_id not in avoid:
             return slot  # the common case: one Redis round trip
         # No free slot: wait, and say so in the registry so that the scaler sees the demand.
+        if key in self._specs and self.registry.action_spec(key) is None:
+            self.registry.register_action(key, self._specs[key])  # Redis lost it (restarted)
         wait_id = uuid.uuid4().hex
         until = time.time() + (self.MAX_UNBOUNDED_WAIT_S if end is None else max(0.0, end - self._clock()))
         self.registry.start_waiting(key, wait_id, until)

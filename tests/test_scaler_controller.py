@@ -1,0 +1,163 @@
+"""The control loop against real Redis and real model hosts (local processes): scale from zero on
+a burst, adoption after a scaler restart, two replicas, and a Redis restart."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import requests
+
+from runtime_harness import RUNTIME_SRC, SCALER_SRC, wait_until
+from warmwhisk_scaler.backends import ProcessBackend
+from warmwhisk_scaler.controller import Controller
+from warmwhisk_scaler.keys import RedisKeys
+from warmwhisk_scaler.registry import Registry
+from warmwhisk_scaler.settings import ScalerSettings
+
+ACTION = "import time\ndef main(args):\n    time.sleep(0.2)\n    return {'n': args.get('n')}\n"
+INIT_ENV = {"__OW_NAMESPACE": "guest", "__OW_ACTION_NAME": "/guest/slow"}
+
+
+def settings(redis_url: str, state_dir: Path) -> ScalerSettings:
+    return ScalerSettings(
+        redis_url=redis_url, host_redis_url=redis_url, token="t", backend="process", tick_s=0.2,
+        heartbeat_s=0.2, window_s=2.0, state_dir=str(state_dir), start_timeout_s=30.0,
+    )  # fmt: skip
+
+
+class Loop:
+    """A controller ticking in a thread, like one scaler replica."""
+
+    def __init__(self, controller: Controller) -> None:
+        self.controller = controller
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=controller.run, args=(self.stop_event,), daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def scaler(redis_server, tmp_path) -> Iterator[dict]:
+    config = settings(redis_server.url, tmp_path / "hosts")
+    backend = ProcessBackend(
+        state_dir=config.state_dir, pythonpath=f"{RUNTIME_SRC}:{SCALER_SRC}", owner="test"
+    )
+    registry = Registry(redis_server.client(), RedisKeys(), heartbeat_ttl_s=config.heartbeat_ttl_s)
+    parts = {"settings": config, "backend": backend, "registry": registry, "loops": []}
+    yield parts
+    for loop in parts["loops"]:
+        loop.stop()
+    backend.reconcile(lambda host: False)  # stop every host process
+
+
+def start_loop(scaler: dict, holder: str) -> Loop:
+    controller = Controller(scaler["registry"], scaler["backend"], scaler["settings"], holder_id=holder)
+    loop = Loop(controller)
+    scaler["loops"].append(loop)
+    return loop
+
+
+def routed_action(start_process_runtime, redis_server, registry) -> tuple:
+    router = start_process_runtime(env={"WARMWHISK_MODE": "routed", "WARMWHISK_ROUTER_URL": redis_server.url,
+                                        "WARMWHISK_MAX_CONCURRENT": "256"})  # fmt: skip
+    assert router.init(ACTION, env=INIT_ENV)[0] == 200
+    (key,) = registry.registered_actions()
+    return router, key
+
+
+def burst(router, count: int) -> list[tuple[int, dict]]:
+    deadline = str(int(time.time() * 1000) + 60_000)
+
+    def one(n: int) -> tuple[int, dict]:
+        response = requests.post(
+            router.url + "/run", json={"value": {"n": n}, "deadline": deadline}, timeout=90
+        )
+        return response.status_code, response.json()
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def test_a_burst_of_200_from_zero_hosts_is_all_answered(start_process_runtime, redis_server, scaler):
+    registry = scaler["registry"]
+    router, key = routed_action(start_process_runtime, redis_server, registry)
+    start_loop(scaler, "replica-a")
+    started = time.monotonic()
+    results = burst(router, 200)
+    elapsed = time.monotonic() - started
+    assert [r for r in results if r[0] != 200 or "error" in r[1]] == []
+    assert sorted(r[1]["n"] for r in results) == list(range(200))
+    hosts = registry.hosts()
+    print(f"200 activations from zero hosts: {elapsed:.1f} s, {len(hosts)} hosts")
+    assert 1 <= len(hosts) <= 100
+    assert registry.pool_stats(key).completed == 200
+
+
+def test_a_restarted_scaler_adopts_the_running_hosts(start_process_runtime, redis_server, scaler):
+    registry = scaler["registry"]
+    router, _ = routed_action(start_process_runtime, redis_server, registry)
+    first = start_loop(scaler, "replica-a")
+    burst(router, 20)
+    before = {h.host_id for h in registry.hosts()}
+    assert before
+    first.stop()  # releases the lease
+    second = start_loop(scaler, "replica-b")
+    wait_until(
+        lambda: second.controller.is_leader and second.controller.ticks > 3, timeout_s=10, what="takeover"
+    )
+    assert {h.host_id for h in registry.hosts()} == before  # adopted: none orphaned, none duplicated
+    assert {h.host_id for h in scaler["backend"].running()} == before
+
+
+def test_two_replicas_exactly_one_decides(start_process_runtime, redis_server, scaler):
+    registry = scaler["registry"]
+    router, _ = routed_action(start_process_runtime, redis_server, registry)
+    loops = [start_loop(scaler, "replica-a"), start_loop(scaler, "replica-b")]
+    burst(router, 20)
+    leaders = [loop.controller.is_leader for loop in loops]
+    assert leaders.count(True) == 1
+    follower = loops[leaders.index(False)].controller
+    assert follower.ticks == 0
+    deciders = {entry for entry in registry.redis.lrange(registry.keys.decisions, 0, -1) if b'"by"' in entry}
+    assert all(loops[leaders.index(True)].controller.holder_id.encode() in entry for entry in deciders)
+
+
+def test_after_a_redis_restart_the_registry_is_rebuilt_without_duplicate_hosts(
+    start_process_runtime, redis_server, scaler
+):
+    registry = scaler["registry"]
+    router, _ = routed_action(start_process_runtime, redis_server, registry)
+    loop = start_loop(scaler, "replica-a")
+    burst(router, 20)
+    before = {h.host_id for h in registry.hosts()}
+    redis_server.restart()
+    interval = scaler["settings"].heartbeat_s
+    wait_until(lambda: {h.host_id for h in registry.hosts()} == before, timeout_s=2 * interval + 1.0,
+               what="hosts to re-register")  # fmt: skip
+    results = burst(router, 20)  # the router re-registers the action; the hosts serve it
+    assert all(status == 200 and "error" not in body for status, body in results), results
+    assert {h.host_id for h in scaler["backend"].running()} == before
+    assert loop.controller.is_leader
+
+
+def test_manual_scale_pins_the_host_count(redis_server, scaler, start_process_runtime):
+    from warmwhisk_scaler import pool_config
+
+    registry = scaler["registry"]
+    _, key = routed_action(start_process_runtime, redis_server, registry)
+    pool_config.save(registry.redis, registry.keys, key, pool_config.PoolConfig(manual_hosts=2))
+    start_loop(scaler, "replica-a")
+    wait_until(lambda: len([h for h in registry.hosts() if h.state == "warm"]) == 2, timeout_s=20,
+               what="two warm hosts")  # fmt: skip
+    pool_config.save(registry.redis, registry.keys, key, replace(pool_config.PoolConfig(), manual_hosts=0))
+    wait_until(lambda: registry.hosts() == [] and scaler["backend"].running() == [], timeout_s=20,
+               what="the hosts to drain and stop")  # fmt: skip
