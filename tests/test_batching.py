@@ -21,6 +21,8 @@ POLICY = BatchPolicy(max_batch_size=4, max_batch_delay_ms=10)
         (1, 3, 0.0, 0, 100.0, True),  # others are in flight: worth waiting for them
         (1, 1, 0.0, 4, 0.002, True),  # the last batch was full and just ended: more are coming
         (1, 1, 0.0, 1, 0.002, False),  # ...but not after a batch of one
+        (3, 3, 0.0, 3, 0.002, False),  # everyone expected is here: go now
+        (3, 3, 0.0, 4, 0.002, True),  # one of the last batch's clients is not back yet
         (4, 9, 0.0, 4, 0.0, False),  # full
         (2, 9, 0.010, 4, 0.0, False),  # waited the whole delay
     ],

@@ -6,11 +6,11 @@ An action opts in by decorating its batch entry point:
     def main(batch, models):          # batch: a list of activation arguments
         return [...]                   # one result (or Exception) per item, in order
 
-Gathering rule (`should_wait`, pure): a batch runs as soon as it is full; otherwise it waits for
-more items up to `max_batch_delay_ms` after its first item, but only when more are expected:
-other activations of the action are in flight, or the previous batch had several items and
-ended within the delay (closed-loop clients are about to send again). A lone activation on an
-idle action runs at once.
+Gathering rule (`should_wait`, pure): a batch runs as soon as it is full, or as soon as it holds
+every item expected: the activations of the action in flight, or, right after a batch of
+several, as many as that batch had (closed-loop clients are about to send again). Otherwise it
+waits for more, at most `max_batch_delay_ms` after its first item. A lone activation on an idle
+action runs at once.
 
 Errors: an item whose result is an Exception fails alone. If the whole call raises, each item
 is retried on its own, so only the items that fail by themselves fail. Deadlines: every
@@ -86,11 +86,15 @@ def should_wait(
     since_last_batch_s: float,
 ) -> bool:
     """Whether a partial batch of `gathered` items waits for more (pure; time is passed in)."""
-    if gathered >= policy.max_batch_size or waited_s >= policy.max_batch_delay_ms / 1000.0:
+    delay_s = policy.max_batch_delay_ms / 1000.0
+    if gathered >= policy.max_batch_size or waited_s >= delay_s:
         return False
-    more_in_flight = in_flight > gathered
-    recently_busy = last_batch_size > 1 and since_last_batch_s < policy.max_batch_delay_ms / 1000.0
-    return more_in_flight or recently_busy
+    # Expected items: those in flight now, or as many as the last batch if it just ended (its
+    # clients are about to send again). Once they are all here, waiting longer gains nothing.
+    expected = in_flight
+    if last_batch_size > 1 and since_last_batch_s < delay_s:
+        expected = max(expected, last_batch_size)
+    return gathered < expected
 
 
 @dataclass
