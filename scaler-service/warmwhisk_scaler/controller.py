@@ -148,7 +148,13 @@ class Controller:
         memory = self._pools.get(pool)
         if memory is None or memory.policy_name != policy_name:
             memory = self._pools[pool] = _Pool(policy_name, policy.initial_state())
-        knobs = pool_config.policy_config(config, self.settings.policy)
+        try:
+            knobs = pool_config.policy_config(config, self.settings.policy)
+        except pool_config.PoolConfigError as exc:  # one bad pool must not stall the others
+            self._log(now, pool, Decision.hold(f"pool config ignored: {exc}"))
+            knobs = pool_config.policy_config(
+                pool_config.PoolConfig(policy=config.policy), self.settings.policy
+            )
         observation = self._observe(pool, now, records, running, memory)
         if config.manual_hosts is not None:
             decisions = manual_decisions(observation, config.manual_hosts, knobs)

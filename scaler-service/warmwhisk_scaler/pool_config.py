@@ -31,8 +31,9 @@ class PoolConfig:
         return {"policy": self.policy, "knobs": dict(self.knobs), "manual_hosts": self.manual_hosts}
 
 
-def parse(body: Any) -> PoolConfig:
-    """Validate a pool configuration (from the API or Redis); raises PoolConfigError."""
+def parse(body: Any, default_policy: str = "hybrid") -> PoolConfig:
+    """Validate a pool configuration (from the API or Redis) against the policy it will run
+    with (its own, or the scaler's default); raises PoolConfigError."""
     if not isinstance(body, dict):
         raise PoolConfigError("the pool configuration must be a JSON object")
     unknown = set(body) - {"policy", "knobs", "manual_hosts"}
@@ -48,7 +49,7 @@ def parse(body: Any) -> PoolConfig:
     if manual is not None and (isinstance(manual, bool) or not isinstance(manual, int) or manual < 0):
         raise PoolConfigError("manual_hosts must be a whole number >= 0, or null")
     config = PoolConfig(policy, dict(knobs), manual)
-    policy_config(config, policy or "hybrid")  # the knobs must fit the policy
+    policy_config(config, default_policy)  # the knobs must fit the policy
     return config
 
 

@@ -51,7 +51,7 @@ class ScalerSettings:
     # Most activations one host may run at once (its own cap; the policy's limit is below it).
     # `WARMWHISK_HOST_MAX_CONCURRENT` (32).
     host_max_concurrent: int = 32
-    # State folder of the process backend. `WARMWHISK_SCALER_STATE_DIR`.
+    # State folder of the process backend. `--state-dir`, `WARMWHISK_SCALER_STATE_DIR`.
     state_dir: str = "/tmp/warmwhisk-scaler"
 
     @property
@@ -87,6 +87,7 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> ScalerSett
     )
     parser.add_argument("--tick", type=float, default=float(env("WARMWHISK_SCALER_TICK_S") or 1.0))
     parser.add_argument("--heartbeat", type=float, default=float(env("WARMWHISK_HEARTBEAT_S") or 1.0))
+    parser.add_argument("--state-dir", default=env("WARMWHISK_SCALER_STATE_DIR", "/tmp/warmwhisk-scaler"))
     args = parser.parse_args(list(argv))
     if not args.redis_url:
         parser.error("--redis-url (or WARMWHISK_REDIS_URL) is required: redis://:PASSWORD@HOST:PORT/0")
@@ -109,7 +110,7 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> ScalerSett
         window_s=float(env("WARMWHISK_SCALER_WINDOW_S") or 10.0),
         start_timeout_s=float(env("WARMWHISK_SCALER_START_TIMEOUT_S") or 120.0),
         host_max_concurrent=int(env("WARMWHISK_HOST_MAX_CONCURRENT") or 32),
-        state_dir=env("WARMWHISK_SCALER_STATE_DIR", "/tmp/warmwhisk-scaler"),
+        state_dir=args.state_dir,
     )
 
 

@@ -50,7 +50,9 @@ from .base import (
 RUNTIME_MODULE = "warmwhisk_runtime"
 # Markers of our process in /proc/<pid>/cmdline (the module, or gunicorn's proc_name).
 _CMDLINE_MARKERS = (b"warmwhisk_runtime", b"warmwhisk-runtime")
-_REPO_RUNTIME = Path(__file__).resolve().parents[3] / "action-runtime"
+_REPO = Path(__file__).resolve().parents[3]
+# Host mode imports the runtime and the registry client: this repository's two source folders.
+_REPO_PYTHONPATH = f"{_REPO / 'action-runtime'}{os.pathsep}{_REPO / 'scaler-service'}"
 
 
 @dataclass(frozen=True)
@@ -105,8 +107,8 @@ class ProcessBackend:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.python = python
-        if pythonpath is None and _REPO_RUNTIME.is_dir():
-            pythonpath = _REPO_RUNTIME
+        if pythonpath is None and (_REPO / "action-runtime").is_dir():
+            pythonpath = _REPO_PYTHONPATH
         self.pythonpath = str(pythonpath) if pythonpath is not None else None
         self.owner = owner
         self.base_env = dict(base_env) if base_env is not None else None
