@@ -175,7 +175,10 @@ class Controller:
             if busy or record.host_id not in self._last_active:
                 self._last_active[record.host_id] = now
             state = "draining" if record.host_id in self._draining else record.state
-            views.append(HostView(record.host_id, state, busy, record.routing_limit, started,
+            pending = self._starting.get(record.host_id)
+            # A host still loading gets its limit once warm: until then, the limit meant for it.
+            limit = pending.limit if pending is not None and pending.limit else record.routing_limit
+            views.append(HostView(record.host_id, state, busy, limit, started,
                                   self._last_active[record.host_id]))  # fmt: skip
         seen = {r.host_id for r in records}
         for host_id, starting in self._starting.items():
@@ -222,6 +225,7 @@ class Controller:
                 if host_id in self._starting:
                     self._starting.pop(host_id)
                     self.backend.stop(host_id)
+                    self.registry.remove_host(host_id)
                 else:
                     self.registry.set_limit(host_id, 0)  # drain: no new slots, stop once idle
                     self._draining.setdefault(host_id, now)
@@ -229,6 +233,7 @@ class Controller:
             for host_id in decision.host_ids:
                 if host_id in self._starting:
                     self._starting[host_id].limit = decision.limit
+                    self.registry.preset_limit(host_id, decision.limit)
                 else:
                     self.registry.set_limit(host_id, decision.limit)
         if decision.kind != "hold":
@@ -255,6 +260,7 @@ class Controller:
         except BackendError as exc:
             self._log(now, pool, Decision.hold(f"starting a host failed: {exc}"))
             return
+        self.registry.preset_limit(host_id, limit)
         self._starting[host_id] = _Starting(host, limit)
 
     def _finish_draining(self, now: float, records: list[HostRecord]) -> None:
@@ -271,6 +277,7 @@ class Controller:
         for host_id, starting in list(self._starting.items()):
             if now - starting.host.started_at > self.settings.start_timeout_s:
                 self.backend.stop(host_id)
+                self.registry.remove_host(host_id)
                 self._starting.pop(host_id)
                 reason = f"host {host_id} did not turn warm within {self.settings.start_timeout_s:.0f} s"
                 self._log(now, starting.host.pool, Decision.remove_hosts([host_id], reason))

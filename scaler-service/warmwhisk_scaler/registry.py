@@ -334,6 +334,14 @@ class Registry:
         k = self.keys
         return bool(self._set_limit(keys=[k.host(host_id), k.limits], args=[host_id, limit]))
 
+    def preset_limit(self, host_id: str, limit: int) -> None:
+        """The limit of a host that is starting and has not heartbeated yet, so its first warm
+        heartbeat does not open it at its own cap. Whoever starts hosts removes it
+        (``remove_host``) if the host never comes up."""
+        if limit < 0:
+            raise ValueError("limit must be >= 0")
+        self.redis.hset(self.keys.limits, host_id, limit)
+
     # Routing.
     def acquire(self, action: str) -> Slot | None:
         """Take a slot on the fullest live warm host serving ``action`` with room; None if none."""
