@@ -74,6 +74,18 @@ def routed_action(start_process_runtime, redis_server, registry) -> tuple:
     return router, key
 
 
+def settled_hosts(scaler: dict) -> set[str]:
+    """Once every host the backend runs is warm in the registry: their ids."""
+    registry, backend = scaler["registry"], scaler["backend"]
+
+    def settled() -> bool:
+        warm = {h.host_id for h in registry.hosts() if h.state == "warm"}
+        return bool(warm) and warm == {h.host_id for h in backend.running()}
+
+    wait_until(settled, timeout_s=30, what="every started host to turn warm")
+    return {h.host_id for h in backend.running()}
+
+
 def burst(router, count: int) -> list[tuple[int, dict]]:
     deadline = str(int(time.time() * 1000) + 60_000)
 
@@ -107,8 +119,7 @@ def test_a_restarted_scaler_adopts_the_running_hosts(start_process_runtime, redi
     router, _ = routed_action(start_process_runtime, redis_server, registry)
     first = start_loop(scaler, "replica-a")
     burst(router, 20)
-    before = {h.host_id for h in registry.hosts()}
-    assert before
+    before = settled_hosts(scaler)
     first.stop()  # releases the lease
     second = start_loop(scaler, "replica-b")
     wait_until(
@@ -138,7 +149,7 @@ def test_after_a_redis_restart_the_registry_is_rebuilt_without_duplicate_hosts(
     router, _ = routed_action(start_process_runtime, redis_server, registry)
     loop = start_loop(scaler, "replica-a")
     burst(router, 20)
-    before = {h.host_id for h in registry.hosts()}
+    before = settled_hosts(scaler)
     redis_server.restart()
     interval = scaler["settings"].heartbeat_s
     wait_until(lambda: {h.host_id for h in registry.hosts()} == before, timeout_s=2 * interval + 1.0,
