@@ -46,6 +46,20 @@ def zip_action(files: dict[str, str | bytes]) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
+def write_model_folder(folder: Path, model_py: str, seed: int = 0) -> Path:
+    """A self-describing model folder: `model.py` (defining build()) and its seeded weights."""
+    import torch
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True)
+    (folder / "model.py").write_text(model_py)
+    namespace: dict[str, Any] = {}
+    exec(model_py, namespace)
+    torch.manual_seed(seed)
+    save_file(namespace["build"]().state_dict(), str(folder / "model.safetensors"))
+    return folder
+
+
 def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0, what: str = "condition") -> None:
     end = time.monotonic() + timeout_s
     while time.monotonic() < end:

@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from runtime_harness import write_model_folder
 from warmwhisk_runtime.loaders import detect_format, load_model
 from warmwhisk_runtime.models import Model, ModelProvider, declared_models, wants_models
 from warmwhisk_runtime.store import ModelError, ModelStore
@@ -38,14 +39,7 @@ def tiny() -> torch.nn.Module:
 
 
 def make_folder(root: Path) -> Path:
-    folder = root / "tiny"
-    folder.mkdir()
-    (folder / "model.py").write_text(MODEL_PY)
-    namespace: dict = {}
-    exec(MODEL_PY, namespace)
-    torch.manual_seed(0)
-    save_file(namespace["build"]().state_dict(), str(folder / "model.safetensors"))
-    return folder
+    return write_model_folder(root / "tiny", MODEL_PY)
 
 
 def provider(tmp_path: Path, budget: int = 10**9) -> ModelProvider:

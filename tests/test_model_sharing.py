@@ -9,10 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import save_file
 
-from runtime_harness import ContainerRuntime
+from runtime_harness import ContainerRuntime, write_model_folder
 from warmwhisk_runtime.procmem import total_pss_bytes
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -38,13 +36,7 @@ def main(args, models):
 def model_dir() -> Iterator[Path]:
     """A 64 MB model folder the container user (uid 1000) can read, flushed to disk."""
     root = Path(tempfile.mkdtemp(prefix="warmwhisk-models-"))
-    folder = root / "mlp"
-    folder.mkdir()
-    (folder / "model.py").write_text(MODEL_PY)
-    namespace: dict = {}
-    exec(MODEL_PY, namespace)
-    torch.manual_seed(0)
-    save_file(namespace["build"]().state_dict(), str(folder / "model.safetensors"))
+    folder = write_model_folder(root / "mlp", MODEL_PY)
     os.sync()  # pages of a just-written file count as private (dirty) until written back
     for path in (root, folder):
         path.chmod(0o755)

@@ -173,6 +173,17 @@ def healthz_ok(metrics_address: str, timeout_s: float = 1.0) -> bool:
             connection.close()
 
 
+def adopt_or_stop(
+    live: list[RunningHost], keep: Callable[[RunningHost], bool], stop: Callable[[str], None]
+) -> tuple[list[RunningHost], list[str]]:
+    """The live half of `reconcile`: keep() decides; the others are stopped. (adopted, stopped ids)"""
+    adopted = [host for host in live if keep(host)]
+    stopped = [host.host_id for host in live if host not in adopted]
+    for host_id in stopped:
+        stop(host_id)
+    return adopted, stopped
+
+
 def poll_ready(
     host: RunningHost,
     timeout_s: float,

@@ -30,6 +30,7 @@ from .base import (
     HostSpec,
     PortAllocator,
     RunningHost,
+    adopt_or_stop,
     loopback,
     poll_ready,
     runtime_args,
@@ -163,18 +164,12 @@ class DockerBackend:
 
     def reconcile(self, keep: Callable[[RunningHost], bool]) -> tuple[list[RunningHost], list[str]]:
         live, dead = self._scan()
-        adopted: list[RunningHost] = []
         removed: list[str] = []
         for host_id, container_id in dead:
             self._remove(container_id, running=False, name=host_id)
             removed.append(host_id)
-        for host in live:
-            if keep(host):
-                adopted.append(host)
-            else:
-                self.stop(host.host_id)
-                removed.append(host.host_id)
-        return adopted, removed
+        adopted, stopped = adopt_or_stop(live, keep, self.stop)
+        return adopted, removed + stopped
 
     def wait_ready(self, host: RunningHost, timeout_s: float) -> bool:
         return poll_ready(host, timeout_s, alive=lambda: self._is_running(host.host_id))

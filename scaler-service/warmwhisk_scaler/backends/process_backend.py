@@ -42,6 +42,7 @@ from .base import (
     HostSpec,
     PortAllocator,
     RunningHost,
+    adopt_or_stop,
     loopback,
     poll_ready,
     runtime_args,
@@ -192,7 +193,6 @@ class ProcessBackend:
 
     def reconcile(self, keep: Callable[[RunningHost], bool]) -> tuple[list[RunningHost], list[str]]:
         live, dead = self._scan()
-        adopted: list[RunningHost] = []
         removed: list[str] = []
         for host_id in dead:
             with self._lock:
@@ -201,14 +201,8 @@ class ProcessBackend:
                 child.poll()  # reap it if it was ours
             self._forget(host_id)
             removed.append(host_id)
-        for record in live:
-            host = record.host()
-            if keep(host):
-                adopted.append(host)
-            else:
-                self.stop(host.host_id)
-                removed.append(host.host_id)
-        return adopted, removed
+        adopted, stopped = adopt_or_stop([record.host() for record in live], keep, self.stop)
+        return adopted, removed + stopped
 
     def wait_ready(self, host: RunningHost, timeout_s: float) -> bool:
         record = self._read(host.host_id)
