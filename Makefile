@@ -6,7 +6,7 @@ PYTHON := $(VENV)/bin/python
 
 export IMAGE VENV
 
-.PHONY: setup image models test demo bench-runtime bench-models lint clean-docker
+.PHONY: setup image models test demo bench-runtime bench-models bench-scaler lint clean-docker
 
 setup:
 	@bash deploy/setup.sh
@@ -30,6 +30,9 @@ bench-runtime: setup
 
 bench-models: image models
 	$(PYTHON) bench/bench_models.py
+
+bench-scaler: image models
+	$(PYTHON) bench/bench_scaler.py
 
 lint:
 	$(VENV)/bin/ruff check .

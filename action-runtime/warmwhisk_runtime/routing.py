@@ -149,17 +149,22 @@ class Router:
         end = None if timeout_s is None else self._clock() + timeout_s
         failed: list[str] = []
         for attempt in (1, 2):
-            slot = self._acquire(key, end, avoid=failed)
-            started = self._clock()
             try:
-                status, payload = self.connections.post(
-                    slot.address,
-                    body,
-                    {ACTION_HEADER: key},
-                    None if end is None else max(0.001, end - started),
-                )
+                slot = self._acquire(key, end, avoid=failed)
+            except RoutingError:
+                raise
+            except Exception as exc:
+                raise RoutingError(f"the registry could not be reached: {type(exc).__name__}: {exc}") from exc
+            started = self._clock()
+            timeout = None if end is None else max(0.001, end - started)
+            try:
+                status, payload = self.connections.post(slot.address, body, {ACTION_HEADER: key}, timeout)
+            except TimeoutError as exc:  # the deadline came: no time is left to try another host
+                self._release(slot)
+                self.connections.forget(slot.address)
+                raise RoutingError(f"model host {slot.host_id} did not answer before the deadline") from exc
             except (OSError, http.client.HTTPException) as exc:
-                self.registry.release(slot)
+                self._release(slot)
                 self.connections.forget(slot.address)
                 failed.append(slot.host_id)
                 if attempt == 2:
@@ -168,9 +173,17 @@ class Router:
                         f"({type(exc).__name__}: {exc}); it was tried twice"
                     ) from exc
                 continue
-            self.registry.release(slot, self._clock() - started)
+            self._release(slot, self._clock() - started)
             return _unwrap(status, payload, slot.host_id)
         raise AssertionError("unreachable")
+
+    def _release(self, slot: Any, duration_s: float | None = None) -> None:
+        """Give the slot back; if Redis fails here, the answer still stands (the slot count is
+        re-seeded from the host's heartbeat when its record is rebuilt)."""
+        try:
+            self.registry.release(slot, duration_s)
+        except Exception as exc:  # noqa: BLE001
+            sys.stderr.write(f"warmwhisk router: releasing a slot on {slot.host_id} failed: {exc}\n")
 
     def _acquire(self, key: str, end: float | None, avoid: list[str]) -> Any:
         slot = self.registry.acquire(key)
@@ -186,7 +199,7 @@ class Router:
             wait = self.FIRST_WAIT_S
             while True:
                 if slot is not None:  # a host that just failed us: let it go, look again
-                    self.registry.release(slot)
+                    self._release(slot)
                 now = self._clock()
                 if end is not None and now >= end:
                     raise RoutingError(

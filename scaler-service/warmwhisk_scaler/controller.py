@@ -46,7 +46,8 @@ class _Pool:
 
     policy_name: str
     state: Any
-    samples: deque[tuple[float, int, int]] = field(default_factory=deque)  # (t, acquired, completed)
+    # (t, acquired, completed, queued) over the window
+    samples: deque[tuple[float, int, int, int]] = field(default_factory=deque)
     cold_start_s: float | None = None
 
 
@@ -138,6 +139,10 @@ class Controller:
         for pool in sorted(pools):
             self._tick_pool(pool, now, [r for r in records if pool in r.actions], running)
         self._finish_draining(now, records)
+        # Limits of hosts that are gone for good (crashed, removed by hand) are forgotten.
+        known = set(running) | {r.host_id for r in records} | set(self._starting)
+        for host_id in self.registry.limited_hosts() - known:
+            self.registry.remove_host(host_id)
 
     def _tick_pool(
         self, pool: str, now: float, records: list[HostRecord], running: dict[str, RunningHost]
@@ -185,8 +190,13 @@ class Controller:
             if starting.host.pool == pool and host_id not in seen:
                 views.append(HostView(host_id, "starting", 0, starting.limit, starting.host.started_at,
                                       starting.host.started_at))  # fmt: skip
+        for host in running.values():
+            # Running, but its heartbeat is late: it still counts against max_hosts.
+            if host.pool == pool and host.host_id not in seen and host.host_id not in self._starting:
+                views.append(HostView(host.host_id, "starting", 0, 0, host.started_at, host.started_at))
         stats = self.registry.pool_stats(pool)
-        memory.samples.append((now, stats.acquired, stats.completed))
+        queued = self.registry.waiting(pool)
+        memory.samples.append((now, stats.acquired, stats.completed, queued))
         while len(memory.samples) > 2 and memory.samples[0][0] < now - self.settings.window_s:
             memory.samples.popleft()
         first, last = memory.samples[0], memory.samples[-1]
@@ -196,8 +206,11 @@ class Controller:
             pool=pool,
             now=now,
             hosts=tuple(sorted(views, key=lambda v: v.host_id)),
-            queued=self.registry.waiting(pool),
-            arrivals_per_s=(last[1] - first[1]) / span if len(memory.samples) > 1 else 0.0,
+            queued=queued,
+            # Arrivals = activations that got a slot + growth of the queue (those still waiting).
+            arrivals_per_s=max(0.0, (last[1] - first[1]) + (last[3] - first[3])) / span
+            if len(memory.samples) > 1
+            else 0.0,
             completions_per_s=(last[2] - first[2]) / span if len(memory.samples) > 1 else 0.0,
             latency_p50_s=statistics.median(recent) if recent else None,
             latency_p99_s=recent[min(len(recent) - 1, int(0.99 * len(recent)))] if recent else None,

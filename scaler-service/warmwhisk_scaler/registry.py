@@ -342,6 +342,10 @@ class Registry:
             raise ValueError("limit must be >= 0")
         self.redis.hset(self.keys.limits, host_id, limit)
 
+    def limited_hosts(self) -> set[str]:
+        """Hosts the scaler has a limit for (live or not): limits outlive a late heartbeat."""
+        return {_text(member) or "" for member in self.redis.hkeys(self.keys.limits)}
+
     # Routing.
     def acquire(self, action: str) -> Slot | None:
         """Take a slot on the fullest live warm host serving ``action`` with room; None if none."""

@@ -17,7 +17,6 @@ if #ids > 0 then
       -- expired or removed: forget the host everywhere acquire can see it
       redis.call('SREM', KEYS[1], id)
       redis.call('HDEL', KEYS[2], id)
-      redis.call('HDEL', KEYS[3], id)
     elseif not rec[4] then
       redis.call('SREM', KEYS[1], id)
     elseif rec[1] == 'warm' then
