@@ -23,8 +23,9 @@ import hashlib
 import importlib.util
 import os
 import sys
+import threading
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,32 @@ def folder_factory(folder: Path) -> Callable[[], Any]:
     return build
 
 
+_BUILD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _skip_init() -> Iterator[None]:
+    """Build modules without initialising their weights: the file's weights replace them anyway.
+    On the meta device some initialisers (normal_, trunc_normal_) run through Python
+    decompositions that import sympy and friends, about 70 MB of heap in every process."""
+    import torch
+
+    with _BUILD_LOCK:  # the patch is process-wide: one build at a time restores it correctly
+        names = [name for name in dir(torch.nn.init) if name.endswith("_") and not name.startswith("_")]
+        saved = {name: getattr(torch.nn.init, name) for name in names}
+        for name in names:
+            setattr(torch.nn.init, name, _keep)
+        try:
+            yield
+        finally:
+            for name, function in saved.items():
+                setattr(torch.nn.init, name, function)
+
+
+def _keep(tensor: Any, *_args: Any, **_kwargs: Any) -> Any:
+    return tensor
+
+
 def load_safetensors(path: Path, factory: Callable[[], Any] | None) -> Loaded:
     import torch
     from safetensors import SafetensorError, safe_open
@@ -102,7 +129,7 @@ def load_safetensors(path: Path, factory: Callable[[], Any] | None) -> Loaded:
             tensors = {name: weights.get_tensor(name) for name in weights.keys()}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelError(f"{file} is not a valid safetensors file: {exc}") from exc
-    with torch.device("meta"):
+    with _skip_init(), torch.device("meta"):
         module = factory()
     if not isinstance(module, torch.nn.Module):
         raise ModelError(
@@ -154,7 +181,7 @@ def load_torch_file(path: Path, factory: Callable[[], Any] | None, allow_pickle:
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
         raise ModelError(f"{path} is not a loadable torch file: {exc}") from exc
     if factory is not None:
-        with torch.device("meta"):
+        with _skip_init(), torch.device("meta"):
             module = factory()
         try:
             module.load_state_dict(obj, strict=True, assign=True)
