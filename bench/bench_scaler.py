@@ -77,6 +77,7 @@ for _path in (BENCH, RUNTIME_SRC, SCALER_SRC):
         sys.path.insert(0, str(_path))
 
 import bench_runtime  # noqa: E402  (its client: measure / http_worker, and its server processes)
+from report import loadavg, rnd, table  # noqa: E402
 from warmwhisk_runtime.procmem import total_pss_bytes  # noqa: E402
 from warmwhisk_scaler import pool_config  # noqa: E402
 from warmwhisk_scaler.backends import HostSpec, ProcessBackend, RunningHost  # noqa: E402
@@ -193,33 +194,6 @@ def pct(values: list[float], q: float) -> float | None:
 
 def med(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
-
-
-def rnd(x: float | None, digits: int = 3) -> float | None:
-    return None if x is None else round(x, digits)
-
-
-def loadavg() -> float | None:
-    with contextlib.suppress(OSError, ValueError):
-        return float(Path("/proc/loadavg").read_text().split()[0])
-    return None
-
-
-def table(title: str, header: list[str], rows: list[list[Any]], notes: list[str] = ()) -> None:
-    cells = [[str(c) for c in header]] + [["-" if c is None else str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    print(f"\n## {title}")
-    for i, row in enumerate(cells):
-        print(
-            "  ".join(
-                c.rjust(w) if j else c.ljust(w) for j, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
-    for note in notes:
-        print(f"  {note}")
-    sys.stdout.flush()
 
 
 def tree_pids(root: int) -> list[int]:

@@ -207,8 +207,11 @@ class Controller:
             now=now,
             hosts=tuple(sorted(views, key=lambda v: v.host_id)),
             queued=queued,
-            # Arrivals = activations that got a slot + growth of the queue (those still waiting).
-            arrivals_per_s=max(0.0, (last[1] - first[1]) + (last[3] - first[3])) / span
+            # Arrivals = activations that got a slot + growth of the queue (those still waiting),
+            # over the whole window even while less history exists: a burst in the first half
+            # second is not a sustained rate of 48/s.
+            arrivals_per_s=max(0.0, (last[1] - first[1]) + (last[3] - first[3]))
+            / max(span, self.settings.window_s)
             if len(memory.samples) > 1
             else 0.0,
             completions_per_s=(last[2] - first[2]) / span if len(memory.samples) > 1 else 0.0,
