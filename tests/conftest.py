@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from runtime_harness import IMAGE, TEST_LABEL, ContainerRuntime, ProcessRuntime, RuntimeHandle
+from runtime_harness import (
+    IMAGE,
+    TEST_LABELS,
+    TEST_SESSION_LABEL,
+    ContainerRuntime,
+    ProcessRuntime,
+    RuntimeHandle,
+)
 
 
 @pytest.fixture(scope="session")
@@ -31,8 +39,12 @@ def docker_client() -> Iterator[Any]:
 
 
 def _remove_test_containers(client: Any) -> None:
-    for container in client.containers.list(all=True, filters={"label": f"{TEST_LABEL}=1"}):
-        container.remove(force=True)
+    import docker
+
+    session = f"{TEST_SESSION_LABEL}={TEST_LABELS[TEST_SESSION_LABEL]}"
+    for container in client.containers.list(all=True, filters={"label": session}):
+        with contextlib.suppress(docker.errors.NotFound):  # already gone
+            container.remove(force=True)
 
 
 RuntimeFactory = Callable[..., RuntimeHandle]

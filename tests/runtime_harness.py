@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,10 @@ RUNTIME_SRC = REPO / "action-runtime"
 SCALER_SRC = REPO / "scaler-service"  # the registry client routed and host modes use
 IMAGE = os.environ.get("WARMWHISK_IMAGE", "warmwhisk/runtime:dev")
 TEST_LABEL = "warmwhisk.test"
+# This test session's containers carry TEST_LABELS: teardown removes exactly those, so two
+# sessions on one engine never remove each other's containers (`make clean-docker` sweeps all).
+TEST_SESSION_LABEL = "warmwhisk.test.session"
+TEST_LABELS = {TEST_LABEL: "1", TEST_SESSION_LABEL: uuid.uuid4().hex[:12]}
 
 
 def free_port() -> int:
@@ -206,7 +211,7 @@ class ContainerRuntime(RuntimeHandle):
             IMAGE,
             command=["/opt/warmwhisk/bin/python", "-m", "warmwhisk_runtime", "--host", "127.0.0.1",
                      "--port", str(port), "--metrics-port", str(metrics_port)],
-            environment=env or {}, network_mode="host", labels={TEST_LABEL: "1"},
+            environment=env or {}, network_mode="host", labels=TEST_LABELS,
             volumes=volumes or {}, detach=True,
         )  # fmt: skip
 

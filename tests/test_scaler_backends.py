@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import requests
 
-from runtime_harness import IMAGE, TEST_LABEL, wait_until
+from runtime_harness import IMAGE, TEST_LABEL, TEST_LABELS, wait_until
 from warmwhisk_scaler.backends import BackendError, HostBackend, HostSpec, ProcessBackend, RunningHost
 from warmwhisk_scaler.backends.docker_backend import LABEL_OWNER, DockerBackend
 
@@ -37,7 +37,7 @@ class Backends:
     def new(self) -> HostBackend:
         if self.kind == "docker":
             return DockerBackend(
-                self.client, IMAGE, owner=self.owner, extra_labels={TEST_LABEL: "1"}, stop_timeout_s=2
+                self.client, IMAGE, owner=self.owner, extra_labels=TEST_LABELS, stop_timeout_s=2
             )
         return ProcessBackend(self.state_dir, owner=self.owner, stop_timeout_s=2.0)
 
@@ -286,7 +286,7 @@ def test_docker_limits_labels_and_read_only_models(docker_backends: Backends, tm
 def test_docker_unknown_image_is_a_clear_error(docker_backends: Backends) -> None:
     backend = DockerBackend(
         docker_backends.client, "warmwhisk/no-such-image:never", owner=docker_backends.owner,
-        extra_labels={TEST_LABEL: "1"},
+        extra_labels=TEST_LABELS,
     )  # fmt: skip
     wanted = spec()
     with pytest.raises(BackendError, match=r"warmwhisk/no-such-image:never.*image not found") as caught:

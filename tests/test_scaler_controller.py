@@ -1,8 +1,10 @@
-"""The control loop against real Redis and real model hosts (local processes): scale from zero on
-a burst, adoption after a scaler restart, two replicas, and a Redis restart."""
+"""The control loop against real Redis and real model hosts, as local processes and as containers
+on the real Docker engine: scale from zero on a burst, adoption after a scaler restart, two
+replicas, a Redis restart, manual scale, and a host container killed while it serves."""
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -13,8 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from runtime_harness import RUNTIME_SRC, SCALER_SRC, wait_until
-from warmwhisk_scaler.backends import ProcessBackend
+from runtime_harness import IMAGE, RUNTIME_SRC, SCALER_SRC, TEST_LABELS, wait_until
+from warmwhisk_scaler.backends import DockerBackend, ProcessBackend
 from warmwhisk_scaler.controller import Controller
 from warmwhisk_scaler.keys import RedisKeys
 from warmwhisk_scaler.registry import Registry
@@ -45,12 +47,18 @@ class Loop:
         self.thread.join(timeout=10)
 
 
-@pytest.fixture
-def scaler(redis_server, tmp_path) -> Iterator[dict]:
+@pytest.fixture(params=["process", pytest.param("docker", marks=pytest.mark.docker)])
+def scaler(request, redis_server, tmp_path) -> Iterator[dict]:
     config = settings(redis_server.url, tmp_path / "hosts")
-    backend = ProcessBackend(
-        state_dir=config.state_dir, pythonpath=f"{RUNTIME_SRC}:{SCALER_SRC}", owner="test"
-    )
+    owner = f"warmwhisk-test-{secrets.token_hex(3)}"
+    backend: ProcessBackend | DockerBackend
+    if request.param == "docker":
+        client = request.getfixturevalue("docker_client")
+        backend = DockerBackend(client, IMAGE, owner=owner, extra_labels=TEST_LABELS)
+    else:
+        backend = ProcessBackend(
+            state_dir=config.state_dir, pythonpath=f"{RUNTIME_SRC}:{SCALER_SRC}", owner=owner
+        )
     registry = Registry(redis_server.client(), RedisKeys(), heartbeat_ttl_s=config.heartbeat_ttl_s)
     parts = {"settings": config, "backend": backend, "registry": registry, "loops": []}
     yield parts
@@ -172,3 +180,31 @@ def test_manual_scale_pins_the_host_count(redis_server, scaler, start_process_ru
     pool_config.save(registry.redis, registry.keys, key, replace(pool_config.PoolConfig(), manual_hosts=0))
     wait_until(lambda: registry.hosts() == [] and scaler["backend"].running() == [], timeout_s=20,
                what="the hosts to drain and stop")  # fmt: skip
+
+
+def test_a_host_container_killed_while_serving_is_retried_and_replaced(
+    start_process_runtime, redis_server, scaler, docker_client
+):
+    if not isinstance(scaler["backend"], DockerBackend):
+        pytest.skip("kills a container; the process variant is in tests/test_routing.py")
+    from warmwhisk_scaler import pool_config
+
+    registry = scaler["registry"]
+    router, key = routed_action(start_process_runtime, redis_server, registry)
+    pool_config.save(registry.redis, registry.keys, key, pool_config.PoolConfig(manual_hosts=2))
+    start_loop(scaler, "replica-a")
+    wait_until(lambda: len([h for h in registry.hosts() if h.state == "warm"]) == 2, timeout_s=60,
+               what="two warm host containers")  # fmt: skip
+    answers: dict = {}
+    thread = threading.Thread(target=lambda: answers.update(r=burst(router, 1)[0]))
+    thread.start()
+    wait_until(lambda: any(h.slots_in_use for h in registry.hosts()), what="the run to take a slot")
+    (busy,) = [h.host_id for h in registry.hosts() if h.slots_in_use]
+    docker_client.containers.get(busy).kill()  # SIGKILL while it serves
+    thread.join(timeout=60)
+    status, body = answers["r"]
+    assert status == 200 and body == {"n": 0}, body  # retried once on the other host
+    # The dead host expires, and the pinned pool is brought back to two warm hosts.
+    wait_until(lambda: busy not in {h.host_id for h in registry.hosts()}
+               and len([h for h in registry.hosts() if h.state == "warm"]) == 2, timeout_s=60,
+               what="a replacement host")  # fmt: skip

@@ -56,8 +56,9 @@ class ScalerSettings:
 
     @property
     def lease_ttl_s(self) -> float:
-        """The leader's lease outlives three missed ticks."""
-        return max(3.0, 3 * self.tick_s)
+        """The leader's lease: 10 s (like Kubernetes' leader election), at least three ticks, so a
+        leader starved of CPU for a few seconds keeps it; a crashed one is replaced in 10 s."""
+        return max(10.0, 3 * self.tick_s)
 
     @property
     def heartbeat_ttl_s(self) -> float:
