@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import textwrap
-import time
 from pathlib import Path
 
 import torch
@@ -68,12 +67,10 @@ def test_a_prewarmed_container_holds_the_model_before_init(start_process_runtime
     folder = model_folder(tmp_path)
     runtime = start_process_runtime(env={**CONCURRENT, "WARMWHISK_PRELOAD": str(folder)})
     wait_until(lambda: runtime.health()["model_loads"] == 1, timeout_s=30, what="the preload")
-    started = time.perf_counter()
     assert runtime.init(action(folder, UNBATCHED))[0] == 200
-    init_s = time.perf_counter() - started
     assert runtime.run({"x": [1, 1, 1, 1]}) == (200, {"y": 8.0})
+    # /init found the model resident: no second load (how much faster that is: make bench-models)
     assert runtime.health()["model_loads"] == 1, "the declared model must be the preloaded one"
-    assert init_s < 1.0
 
 
 class NotATensor:
