@@ -1288,10 +1288,22 @@ class Bench:
             (axes[0], "bert", "bert-base (340 MB), sequence 64"),
             (axes[1], "digits", "digits MLP (69 KB)"),
         ):
+            noisy: list[dict[str, Any]] = []
             for mode, style in (("unbatched", "o--"), ("batched", "s-")):
                 pts = tp[key][mode]
                 ax.plot(
                     [p["concurrency"] for p in pts], [p["rps"] for p in pts], style, label=f"runtime, {mode}"
+                )
+                noisy += [p for p in pts if p["other_cpu_util"] > self.args.quiet_cpu]
+            if noisy:
+                ax.plot(
+                    [p["concurrency"] for p in noisy],
+                    [p["rps"] for p in noisy],
+                    "o",
+                    ms=13,
+                    mfc="none",
+                    mec="red",
+                    label=f"measured while other processes kept > {self.args.quiet_cpu:g} cores busy",
                 )
             if key == "bert":
                 adjacent = [p for p in tp[key]["batched"] if p.get("in_process_rps")]
@@ -1361,6 +1373,13 @@ class Bench:
                 bert_inprocess_rps=rnd(b["in_process_rps_at_that_batch"], 2),
                 digits_batched_rps=rnd(tp["digits_summary"]["best_batched"]["rps"], 1),
                 digits_unbatched_rps=rnd(tp["digits_summary"]["best_unbatched"]["rps"], 1),
+                # throughput points whose quietest try still had other processes above --quiet-cpu
+                noisy_points=sum(
+                    p["other_cpu_util"] > self.args.quiet_cpu
+                    for model in ("bert", "digits")
+                    for mode in ("unbatched", "batched")
+                    for p in tp[model][mode]
+                ),
             )
         missed = []
         for key, (op, bound) in TARGETS.items():

@@ -90,8 +90,8 @@ class RuntimeHandle:
             if not self.alive():
                 raise AssertionError(f"runtime exited during start-up; logs: {self.logs()}")
             try:
-                return requests.get(self.metrics_url + "/healthz", timeout=1).status_code == 200
-            except requests.ConnectionError:
+                return requests.get(self.metrics_url + "/healthz", timeout=2).status_code == 200
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or a busy machine
                 return False
 
         wait_until(healthy, timeout_s, "the runtime to answer /healthz")
