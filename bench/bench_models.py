@@ -69,7 +69,7 @@ REPO = Path(__file__).resolve().parent.parent
 RUNTIME_SRC = REPO / "action-runtime"
 sys.path.insert(0, str(RUNTIME_SRC))
 
-from report import loadavg, rnd, table  # noqa: E402
+from report import free_port, loadavg, rnd, table  # noqa: E402
 from warmwhisk_runtime.procmem import total_pss_bytes  # noqa: E402
 
 IMAGE = os.environ.get("WARMWHISK_IMAGE", "warmwhisk/runtime:dev")
@@ -146,12 +146,6 @@ def bench_unbatched(args, models):
 
 def log(message: str) -> None:
     print(f"[bench-models {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def http_json(port: int, method: str, path: str, body: Any = None, timeout: float = 60.0) -> tuple[int, Any]:

@@ -77,7 +77,7 @@ for _path in (BENCH, RUNTIME_SRC, SCALER_SRC):
         sys.path.insert(0, str(_path))
 
 import bench_runtime  # noqa: E402  (its client: measure / http_worker, and its server processes)
-from report import loadavg, rnd, table  # noqa: E402
+from report import free_port, loadavg, rnd, table  # noqa: E402
 from warmwhisk_runtime.procmem import total_pss_bytes  # noqa: E402
 from warmwhisk_scaler import pool_config  # noqa: E402
 from warmwhisk_scaler.backends import HostSpec, ProcessBackend, RunningHost  # noqa: E402
@@ -132,14 +132,14 @@ def main(args):
 
 
 # ------------------------------------------------------------------------------------ helpers
+def runtime_argv(port: int, metrics_port: int) -> list[str]:
+    """A local runtime process on loopback (its mode comes from the environment)."""
+    return [sys.executable, "-m", "warmwhisk_runtime", "--host", "127.0.0.1", "--port", str(port),
+            "--metrics-port", str(metrics_port)]  # fmt: skip
+
+
 def log(message: str) -> None:
     print(f"[bench-scaler {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def http_json(port: int, path: str, body: Any, timeout: float = 120.0) -> tuple[int, Any]:
@@ -379,17 +379,7 @@ def section_overhead(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
         def start(name: str, env: dict[str, str]) -> bench_runtime.Server:
             port, metrics_port = free_port(), free_port()
-            argv = [
-                sys.executable,
-                "-m",
-                "warmwhisk_runtime",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--metrics-port",
-                str(metrics_port),
-            ]
+            argv = runtime_argv(port, metrics_port)
             server = bench_runtime.Server(
                 name, argv, bench_runtime.child_env({**pythonpath, **env}), port, tmp
             )
@@ -755,17 +745,7 @@ def burst_once(
         )
         registry = registry_for(redis, settings)
         port, metrics_port = free_port(), free_port()
-        argv = [
-            sys.executable,
-            "-m",
-            "warmwhisk_runtime",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--metrics-port",
-            str(metrics_port),
-        ]
+        argv = runtime_argv(port, metrics_port)
         env = bench_runtime.child_env(
             {
                 "PYTHONPATH": f"{RUNTIME_SRC}{os.pathsep}{SCALER_SRC}",

@@ -1,12 +1,20 @@
-"""What every benchmark prints: aligned tables, rounded figures, the machine's load."""
+"""Shared by the benchmarks: aligned tables, rounded figures, the machine's load, free ports."""
 
 from __future__ import annotations
 
 import contextlib
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (servers under test bind loopback only)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def rnd(x: float | None, digits: int = 3) -> float | None:
