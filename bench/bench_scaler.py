@@ -81,7 +81,7 @@ from report import free_port, loadavg, rnd, table  # noqa: E402
 from warmwhisk_runtime.procmem import total_pss_bytes  # noqa: E402
 from warmwhisk_scaler import pool_config  # noqa: E402
 from warmwhisk_scaler.backends import HostSpec, ProcessBackend, RunningHost  # noqa: E402
-from warmwhisk_scaler.controller import Controller  # noqa: E402
+from warmwhisk_scaler.controller import Controller, ControlLoop  # noqa: E402
 from warmwhisk_scaler.keys import RedisKeys  # noqa: E402
 from warmwhisk_scaler.redis_process import RedisProcess  # noqa: E402
 from warmwhisk_scaler.registry import HostRecord, Registry, connect_redis  # noqa: E402
@@ -228,18 +228,7 @@ def pid_listening_on(port: int) -> int | None:
     return None
 
 
-class Loop:
-    """A Controller ticking in a thread, like one scaler replica (tests/test_scaler_controller.py)."""
-
-    def __init__(self, controller: Controller) -> None:
-        self.controller = controller
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=controller.run, args=(self.stop_event,), daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.thread.join(timeout=15)
+Loop = ControlLoop  # one replica: a controller ticking in a thread
 
 
 class CountingBackend:

@@ -17,7 +17,7 @@ import requests
 
 from runtime_harness import IMAGE, RUNTIME_SRC, SCALER_SRC, TEST_LABELS, wait_until
 from warmwhisk_scaler.backends import DockerBackend, ProcessBackend
-from warmwhisk_scaler.controller import Controller
+from warmwhisk_scaler.controller import Controller, ControlLoop
 from warmwhisk_scaler.keys import RedisKeys
 from warmwhisk_scaler.registry import Registry
 from warmwhisk_scaler.settings import ScalerSettings
@@ -33,18 +33,7 @@ def settings(redis_url: str, state_dir: Path) -> ScalerSettings:
     )  # fmt: skip
 
 
-class Loop:
-    """A controller ticking in a thread, like one scaler replica."""
-
-    def __init__(self, controller: Controller) -> None:
-        self.controller = controller
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=controller.run, args=(self.stop_event,), daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.thread.join(timeout=10)
+Loop = ControlLoop  # one replica: a controller ticking in a thread
 
 
 @pytest.fixture(params=["process", pytest.param("docker", marks=pytest.mark.docker)])

@@ -320,6 +320,25 @@ class Controller:
         }
 
 
+class ControlLoop:
+    """A controller ticking in its own thread: one scaler replica (the service, tests, benchmarks)."""
+
+    def __init__(self, controller: Controller) -> None:
+        self.controller = controller
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=controller.run, args=(self._stop,), name="control-loop", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 15.0) -> bool:
+        """End the loop after its current tick (it releases the lease it holds); False if it did not
+        stop within `timeout_s`."""
+        self._stop.set()
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+
 def manual_decisions(observation: Observation, hosts: int, knobs: Any) -> list[Decision]:
     """The operator pinned the pool to `hosts` hosts: start or drain (idle ones first) to match."""
     live = observation.live

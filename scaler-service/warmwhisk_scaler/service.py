@@ -13,7 +13,6 @@ import dataclasses
 import json
 import os
 import sys
-import threading
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ import redis
 from . import pool_config
 from .backends import HostBackend, ProcessBackend
 from .backends.base import DEFAULT_OWNER
-from .controller import DECISION_LOG_LENGTH, Controller
+from .controller import DECISION_LOG_LENGTH, Controller, ControlLoop
 from .keys import RedisKeys
 from .pool_config import PoolConfig
 from .registry import HOST_STATES, HostRecord, Registry, connect_redis
@@ -105,26 +104,18 @@ class Service:
     registry: Registry
     backend: HostBackend
     controller: Controller
-    _stop: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
-    _thread: threading.Thread | None = field(default=None, init=False, repr=False)
+    _loop: ControlLoop | None = field(default=None, init=False, repr=False)
 
     # -- life cycle --------------------------------------------------------------------------------
     def start(self) -> None:
         """Run the control loop in a background thread (once)."""
-        if self._thread is not None:
-            return
-        self._thread = threading.Thread(
-            target=self.controller.run, args=(self._stop,), name="control-loop", daemon=True
-        )
-        self._thread.start()
+        if self._loop is None:
+            self._loop = ControlLoop(self.controller)
 
     def stop(self) -> None:
         """End the loop (after its current tick), release the lease if held, close Redis."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(STOP_TIMEOUT_S)
-            if self._thread.is_alive():
-                sys.stderr.write("warmwhisk scaler: the control loop did not stop in time\n")
+        if self._loop is not None and not self._loop.stop(STOP_TIMEOUT_S):
+            sys.stderr.write("warmwhisk scaler: the control loop did not stop in time\n")
         try:
             self.controller.lease.release()  # a no-op unless this replica holds it
         except redis.RedisError as exc:
