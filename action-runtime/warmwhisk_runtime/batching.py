@@ -20,9 +20,9 @@ batch forms are dropped from it.
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -105,7 +105,13 @@ class _Item:
 
 
 class Batcher:
-    """One per batched action: a thread that gathers items and calls the batch entry point."""
+    """One per batched action: a thread that gathers items and calls the batch entry point.
+
+    Submitting threads append to `_pending`; while the batcher gathers, they wake it only when
+    its batch may run (full, or every expected item here), so a batch of N costs one wake-up,
+    not N. `_in_flight` counts the action's activations in the runtime, from submit until their
+    thread has its answer: right after a batch, the answered ones still count while their
+    answers go out, which is what lets closed-loop clients come back into one batch."""
 
     def __init__(
         self,
@@ -116,9 +122,10 @@ class Batcher:
         self._call = call
         self.policy = policy
         self._on_batch = on_batch
-        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
-        self._lock = threading.Lock()
+        self._ready = threading.Condition(threading.Lock())
+        self._pending: deque[_Item] = deque()
         self._in_flight = 0
+        self._gathering_since: float | None = None  # when the batcher took up the oldest item
         self._last_size = 0
         self._last_end = 0.0
         threading.Thread(target=self._loop, name="batcher", daemon=True).start()
@@ -127,39 +134,41 @@ class Batcher:
         """Run `args` in a batch; return its result, raise its exception or DeadlineExceeded."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         item = _Item(args, Future(), deadline)
-        with self._lock:
+        with self._ready:
+            self._pending.append(item)
             self._in_flight += 1
+            # An idle batcher wakes for any item; a gathering one only once it may run.
+            if self._gathering_since is None or not self._wait_for_more(time.monotonic()):
+                self._ready.notify()
         try:
-            self._queue.put(item)
             return item.future.result(timeout=timeout_s)
         except FutureTimeout:
-            item.future.cancel()
+            item.future.cancel()  # not yet taken into a batch: it never runs
             raise DeadlineExceeded from None
         finally:
-            with self._lock:
+            with self._ready:
                 self._in_flight -= 1
 
+    def _wait_for_more(self, now: float) -> bool:
+        """should_wait for the pending items (call with the lock held, while gathering)."""
+        assert self._gathering_since is not None
+        return should_wait(self.policy, len(self._pending), self._in_flight, now - self._gathering_since,
+                           self._last_size, now - self._last_end)  # fmt: skip
+
     def _gather(self) -> list[_Item]:
-        first = self._queue.get()
-        items = [first]
-        started = time.monotonic()
-        while True:
-            try:
-                while len(items) < self.policy.max_batch_size:
-                    items.append(self._queue.get_nowait())
-            except queue.Empty:
-                pass
-            now = time.monotonic()
-            with self._lock:
-                in_flight = self._in_flight
-            if not should_wait(self.policy, len(items), in_flight, now - started, self._last_size,
-                               now - self._last_end):  # fmt: skip
-                return items
-            try:
-                remaining = self.policy.max_batch_delay_ms / 1000.0 - (now - started)
-                items.append(self._queue.get(timeout=max(remaining, 0.0001)))
-            except queue.Empty:
-                return items
+        delay_s = self.policy.max_batch_delay_ms / 1000.0
+        with self._ready:
+            while not self._pending:
+                self._ready.wait()
+            # The delay counts from when the batcher takes the item up: one that arrived during
+            # the previous batch may still wait for the clients that batch is answering.
+            self._gathering_since = now = time.monotonic()
+            while self._wait_for_more(now):
+                self._ready.wait(timeout=max(delay_s - (now - self._gathering_since), 0.0001))
+                now = time.monotonic()
+            self._gathering_since = None
+            size = min(len(self._pending), self.policy.max_batch_size)
+            return [self._pending.popleft() for _ in range(size)]
 
     def _loop(self) -> None:
         while True:

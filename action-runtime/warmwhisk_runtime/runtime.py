@@ -20,7 +20,7 @@ from .invocation import Invocation
 from .isolation import Activation, ActivationEnviron, ActivationLog, LogSink, current_activation
 from .metrics import RuntimeMetrics
 from .models import ModelProvider
-from .procmem import pss_bytes
+from .procmem import IdleHeapTrimmer, pss_bytes
 from .routing import (
     ACTION_HEADER,
     Forwarded,
@@ -78,7 +78,9 @@ class Runtime:
         # that overlaps another is refused, as upstream runtimes do.
         self._slots = threading.BoundedSemaphore(config.max_concurrent if config.concurrent else 1)
         self._runner = DeadlineRunner()
-        self.in_flight = 0  # activations admitted and not finished (a host's heartbeat reports it)
+        # Activations admitted and not finished (a host's heartbeat reports them); when none is
+        # left, the freed C heap goes back to the kernel.
+        self._activity = IdleHeapTrimmer()
 
     # ----------------------------------------------------------------------------------- /init
     def init(self, raw: bytes) -> Response:
@@ -146,7 +148,7 @@ class Runtime:
         return {
             "actions": self.hosted.keys() if self.hosted is not None else [],
             "models": [m["name"] for m in models if m["ready"]],
-            "in_flight": self.in_flight,
+            "in_flight": self._activity.running,
             "memory_bytes": pss_bytes(),
             "model_load_s": max((m["load_seconds"] for m in models), default=None),
         }
@@ -226,7 +228,7 @@ class Runtime:
         activation = Activation(env=context, log=ActivationLog(limit=self.config.max_log_bytes), body=raw)
         token = current_activation.set(activation)
         self.metrics.in_flight.inc()
-        self.in_flight += 1
+        self._activity.begin()
         started = time.perf_counter()
         logs: dict[str, str] | None = None
         try:
@@ -238,7 +240,7 @@ class Runtime:
             else:
                 self.sink.emit(activation.log)
             self.metrics.in_flight.dec()
-            self.in_flight -= 1
+            self._activity.end()
         self.metrics.duration.observe(time.perf_counter() - started)
         self.metrics.count_activation(failure)
         if logs is not None:

@@ -65,10 +65,11 @@ class Embeddings(nn.Module):
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, hidden)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, hidden)
         self.LayerNorm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
-        # Persistent, as in the Hugging Face checkpoint, so the weights file provides it.
-        self.register_buffer(
-            "position_ids", torch.arange(config.max_position_embeddings).unsqueeze(0), persistent=True
-        )
+        # Persistent, as in the Hugging Face checkpoint, so the weights file provides it. Made on
+        # the CPU on purpose (4 KB): the runtime builds models on the meta device, where
+        # torch.arange imports sympy, about 30 MB more per process.
+        positions = torch.arange(config.max_position_embeddings, device="cpu").unsqueeze(0)
+        self.register_buffer("position_ids", positions, persistent=True)
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
         length = input_ids.shape[1]

@@ -1,0 +1,38 @@
+"""The idle heap trimmer: freed C heap goes back to the kernel only once no activation runs."""
+
+import threading
+import time
+
+from runtime_harness import wait_until
+
+from warmwhisk_runtime.procmem import IdleHeapTrimmer
+
+
+def test_trims_only_when_the_last_running_activation_ends():
+    trimmer = IdleHeapTrimmer(min_interval_s=0.01)
+    trimmer.begin()
+    trimmer.begin()
+    trimmer.end()
+    time.sleep(0.1)
+    assert trimmer.trims == 0 and trimmer.running == 1
+    trimmer.end()
+    wait_until(lambda: trimmer.trims == 1, timeout_s=5, what="a trim after going idle")
+    assert trimmer.running == 0
+
+
+def test_bursts_of_short_activations_trim_at_most_once_per_interval():
+    trimmer = IdleHeapTrimmer(min_interval_s=0.5)
+
+    def activations() -> None:
+        for _ in range(200):
+            trimmer.begin()
+            trimmer.end()
+
+    threads = [threading.Thread(target=activations) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert trimmer.running == 0
+    wait_until(lambda: trimmer.trims >= 1, timeout_s=5, what="a trim after the burst")
+    assert trimmer.trims <= 2
