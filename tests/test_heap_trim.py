@@ -4,7 +4,6 @@ import threading
 import time
 
 from runtime_harness import wait_until
-
 from warmwhisk_runtime.procmem import IdleHeapTrimmer
 
 
