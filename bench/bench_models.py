@@ -4,7 +4,8 @@ the stock behaviour or the in-process torch ceiling, measured side by side in ON
 Model: the BERT-base-sized encoder folder `build/models/bert-base` (340 MB of safetensors; built by
 `examples/build_models.py`), mounted read-only at /models in every container. The actions are the
 repository's own examples (`examples/bert/__main__.py`: `main` and the micro-batched
-`main_batched`; `examples/digits/__main__.py`), sent as plain code in /init.
+`main_batched`; `examples/digits/__main__.py`; `examples/sentiment/__main__.py`: `main` and
+`main_batched`), sent as plain code in /init.
 
 1. Memory. Total PSS (sum over every process of each container, host PIDs from `docker top`,
    read from /proc/PID/smaps_rollup) of 1, 2 and 4 containers, each after /init and one
@@ -35,7 +36,10 @@ repository's own examples (`examples/bert/__main__.py`: `main` and the micro-bat
    http.client connection per client thread, each request one sequence of 64 tokens; rate =
    sum over clients of their request rate, p50/p99 over requests started in the window). The
    batched action is the example's batch entry point, wrapped only to report each item's batch
-   size. Same on/off comparison for the small digits MLP (there HTTP dominates).
+   size and its batch call's time. Same on/off comparison for two small models, the digits MLP
+   (0.1 ms a forward: HTTP dominates) and MiniLM-L6 sentiment (a few ms a forward), each with a
+   third target, the ceiling: a batched action answering a constant per item, i.e. the most
+   any batching can reach for that request through HTTP, JSON and the batcher.
    The machine is shared: every measurement records the CPU other processes used meanwhile
    ("other cores") and is repeated (up to --max-tries) while that exceeds --quiet-cpu.
 
@@ -81,7 +85,11 @@ SEQ_LEN = 64
 IN_PROCESS_BATCHES = (1, 4, 8, 16)
 CONCURRENCY = (1, 2, 4, 8, 16, 32)
 BERT_MAX_BATCH = 16
-BERT_MAX_DELAY_MS = 5.0
+# 25 ms: on this 2-core machine 16 closed-loop clients need 10-20 ms to get a batch's answers and
+# send again; with 5 ms the batches split into two alternating groups (mean batch 9.3 at c=16)
+# and each request also waited for the other group's batch. The batcher stops waiting once
+# every expected request is there, so the delay is rarely spent in full.
+BERT_MAX_DELAY_MS = 25.0
 
 TARGETS = {  # key: (comparison, bound)
     "weight_copies_4": ("<=", 1.15),
@@ -117,12 +125,14 @@ def main(args):
     return {"tokens": length, "head": head, "norm": float(vector.norm())}
 """
 
-# Appended to an example action: a batched entry that reports each item's batch size (so the
-# client sees the achieved batch sizes), and an unbatched entry that calls the batch body with a
-# batch of one (for examples that only have a batched entry).
+# Appended to an example action: a batched entry that reports each item's batch size and the
+# time its batch call took (so the client sees the achieved batches), and an unbatched entry
+# that calls the batch body with a batch of one (for examples that only have a batched entry).
 WRAPPERS = """
 
 # ---- added by bench/bench_models.py ----
+import time as _bench_time
+
 import warmwhisk as _bench_ww
 from warmwhisk_runtime.batching import batch_policy as _bench_policy
 
@@ -132,8 +142,10 @@ _bench_p = _bench_policy(_bench_batched)
 
 @_bench_ww.batch(_bench_p.max_batch_size, _bench_p.max_batch_delay_ms)
 def bench_batched(batch, models):
-    size = len(batch)
-    return [dict(r, batch_size=size) if isinstance(r, dict) else r for r in _bench_batched(batch, models)]
+    size, started = len(batch), _bench_time.perf_counter()
+    results = _bench_batched(batch, models)
+    ms = 1000 * (_bench_time.perf_counter() - started)
+    return [dict(r, batch_size=size, batch_ms=ms) if isinstance(r, dict) else r for r in results]
 
 
 def bench_unbatched(args, models):
@@ -219,26 +231,6 @@ def _import_file(path: Path) -> Any:
     return module
 
 
-def entry_points(path: Path) -> tuple[list[str], list[str]]:
-    """(unbatched, batched) names of `main`-like functions taking (args|batch, models) in `path`."""
-    from warmwhisk_runtime.batching import batch_policy
-    from warmwhisk_runtime.models import wants_models
-
-    module = _import_file(path)
-    unbatched, batched = [], []
-    for name, value in vars(module).items():
-        if (
-            callable(value)
-            and getattr(value, "__module__", None) == module.__name__
-            and name.startswith("main")
-        ):
-            if batch_policy(value) is not None:
-                batched.append(name)
-            elif wants_models(value):
-                unbatched.append(name)
-    return unbatched, batched
-
-
 class ActionCode:
     """An action sent as plain code in /init: source text + entry point name + where it came from."""
 
@@ -246,40 +238,59 @@ class ActionCode:
         self.code, self.main, self.origin = code, main, origin
 
 
-def example_actions(examples: Path, kind: str) -> tuple[ActionCode, ActionCode, str]:
-    """(unbatched, batched-with-batch-size) actions for the bert-base encoder or the digits model."""
-    candidates = {
-        "bert": ["bert", "encoder", "encoder_batched"],
-        "digits": ["digits"],
-    }[kind]
-    found_unbatched: tuple[Path, str] | None = None
-    found_batched: tuple[Path, str] | None = None
-    for folder in candidates:
-        path = examples / folder / "__main__.py"
-        if not path.is_file():
-            continue
-        unbatched, batched = entry_points(path)
-        if unbatched and found_unbatched is None:
-            found_unbatched = (path, "main" if "main" in unbatched else unbatched[0])
-        if batched and found_batched is None:
-            found_batched = (path, "main" if "main" in batched else batched[0])
-    if found_batched is None:
-        raise SystemExit(f"no micro-batched {kind} example action found under {examples}/{candidates}")
-    bpath, bname = found_batched
-    bsource = bpath.read_text() + WRAPPERS.format(batched=bname)
-    rel = lambda p: str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p)  # noqa: E731
-    batched_action = ActionCode(bsource, "bench_batched", f"{rel(bpath)}:{bname} (+batch_size field)")
-    if found_unbatched is not None:
-        upath, uname = found_unbatched
-        unbatched_action = ActionCode(upath.read_text(), uname, f"{rel(upath)}:{uname}")
-        how = "the example's own unbatched entry"
-    else:
-        unbatched_action = ActionCode(bsource, "bench_unbatched", f"{rel(bpath)}:{bname} called with [args]")
-        how = "the batch entry called with a batch of one per activation (the example has no unbatched entry)"
-    return unbatched_action, batched_action, how
+# The example actions measured: folder under examples/, its unbatched entry (None: the batch
+# entry is called with a batch of one) and its micro-batched entry.
+EXAMPLES = {
+    "bert": ("bert", "main", "main_batched"),
+    "digits": ("digits", None, "main"),
+    "minilm": ("sentiment", "main", "main_batched"),
+}
+
+# The small models of the batching comparison: example, request, description.
+SMALL_MODELS = {
+    "digits": ("digits", {"pixels": [float((3 * i) % 17) for i in range(64)]}, "digits MLP (69 KB)"),
+    "minilm": (
+        "minilm",
+        {"text": "The staff were friendly and the food arrived quickly."},
+        "MiniLM-L6 sentiment (87 MB, 22 M parameters), one sentence of 13 tokens",
+    ),
+}
+
+# The batching ceiling for a request shape: a batched action that answers a constant per item.
+CEILING_ACTION = """
+import warmwhisk
 
 
-# ------------------------------------------------------------------------- runtimes under test
+@warmwhisk.batch(max_batch_size={size}, max_batch_delay_ms={delay})
+def bench_batched(batch):
+    return [{{"batch_size": len(batch), "batch_ms": 0.0}} for _ in batch]
+"""
+
+
+class ExampleActions:
+    """An example's unbatched and batched actions (the latter wrapped to report its batches)."""
+
+    def __init__(self, kind: str) -> None:
+        from warmwhisk_runtime.batching import batch_policy
+
+        folder, unbatched, batched = EXAMPLES[kind]
+        path = REPO / "examples" / folder / "__main__.py"
+        policy = batch_policy(getattr(_import_file(path), batched))
+        if policy is None:
+            raise SystemExit(f"{path}:{batched} is not a micro-batched entry point")
+        self.policy = policy
+        source = path.read_text()
+        where = str(path.relative_to(REPO))
+        wrapped = source + WRAPPERS.format(batched=batched)
+        self.batched = ActionCode(
+            wrapped, "bench_batched", f"{where}:{batched} (+batch_size, batch_ms fields)"
+        )
+        if unbatched is not None:
+            self.unbatched = ActionCode(source, unbatched, f"{where}:{unbatched}")
+        else:
+            self.unbatched = ActionCode(wrapped, "bench_unbatched", f"{where}:{batched} called with [args]")
+
+
 class Target:
     """Common HTTP surface of a container or a local runtime process."""
 
@@ -834,7 +845,8 @@ class Bench:
         window, this does not depend on where the window cuts the bursts in which a batch's
         answers arrive (16 answers at once, about once a second, for bert at batch 16)."""
         args = self.args
-        records: list[tuple[int, float, float, int | None]] = []  # (client, start, end, batch_size)
+        # (client, start, end, batch size, ms its batch call took)
+        records: list[tuple[int, float, float, int | None, float | None]] = []
         errors: list[str] = []
         lock = threading.Lock()
         stop = threading.Event()
@@ -866,7 +878,7 @@ class Bench:
                         if response.status != 200 or (isinstance(answer, dict) and "error" in answer):
                             errors.append(f"{response.status} {raw[:200]!r}")
                         else:
-                            records.append((index, t, t2, answer.get("batch_size")))
+                            records.append((index, t, t2, answer.get("batch_size"), answer.get("batch_ms")))
                     if first:
                         first = False
                         first_done.release()
@@ -911,6 +923,8 @@ class Bench:
         started = [r for r in records if window_start <= r[1] <= window_end]
         latencies = [r[2] - r[1] for r in started]
         sizes = [r[3] for r in started if r[3] is not None]
+        # time each request spent outside its own batch call (HTTP, gathering, queueing)
+        outside = [r[2] - r[1] - r[4] / 1000 for r in started if r[4] is not None]
         per_client: dict[int, list[float]] = {}
         for r in started:
             per_client.setdefault(r[0], []).append(r[1])
@@ -930,6 +944,8 @@ class Bench:
             # per batch (not per request): n items / sum over items of 1/(its batch size)
             "mean_batch": rnd(len(sizes) / sum(1 / s for s in sizes), 2) if sizes else None,
             "max_batch": max(sizes) if sizes else None,
+            "outside_batch_p99_ms": rnd(1000 * pct(outside, 99), 1) if outside else None,
+            "batch_ms_p50": rnd(pct([r[4] for r in started if r[4] is not None], 50), 2),
             "server_cpu_ms_per_req": rnd(1000 * cpu / (rps * (window_end - window_start)), 2)
             if rps
             else None,
@@ -973,9 +989,7 @@ class Bench:
                     after_point(name, point)
         return points
 
-    def section_throughput(
-        self, bert: tuple[ActionCode, ActionCode, str], digits: tuple[ActionCode, ActionCode, str]
-    ) -> dict[str, Any]:
+    def section_throughput(self, bert: ExampleActions, small: dict[str, ExampleActions]) -> dict[str, Any]:
         import torch
 
         from warmwhisk_runtime.loaders import load_model
@@ -991,23 +1005,18 @@ class Bench:
             "max_point_s": args.max_point_s,
             "torch_threads_in_process": torch.get_num_threads(),
             "runtime_torch_threads": "set by the runtime: usable CPUs intra-op, 1 inter-op",
-            "bert_actions": {"unbatched": bert[0].origin, "batched": bert[1].origin},
-            "bert_batch_policy": {"max_batch_size": BERT_MAX_BATCH, "max_batch_delay_ms": BERT_MAX_DELAY_MS},
-            "digits_actions": {
-                "unbatched": digits[0].origin,
-                "batched": digits[1].origin,
-                "unbatched_how": digits[2],
-            },
+            "bert_actions": {"unbatched": bert.unbatched.origin, "batched": bert.batched.origin},
+            "bert_batch_policy": {"max_batch_size": BERT_MAX_BATCH, "max_batch_delay_ms": args.bert_delay_ms},
         }
         bert_env = {
             "BERT_MAX_BATCH_SIZE": str(BERT_MAX_BATCH),
-            "BERT_MAX_BATCH_DELAY_MS": str(BERT_MAX_DELAY_MS),
+            "BERT_MAX_BATCH_DELAY_MS": str(args.bert_delay_ms),
         }
         log("throughput: starting local runtimes (bert-base)")
         warm_page_cache(self.model_dir / "model.safetensors")
         targets = {
-            "unbatched": self.start_local("bert-unbatched", bert[0], bert_env),
-            "batched": self.start_local("bert-batched", bert[1], bert_env),
+            "unbatched": self.start_local("bert-unbatched", bert.unbatched, bert_env),
+            "batched": self.start_local("bert-batched", bert.batched, bert_env),
         }
         for r in targets.values():
             r.run({"length": SEQ_LEN})  # model resident, first forward done
@@ -1029,11 +1038,13 @@ class Bench:
             point["in_process_forward_ms"] = round(1000 * forward, 1)
             point["in_process_rps"] = round(bs / forward, 3)
             point["ratio_vs_in_process"] = round(point["rps"] * forward / bs, 3)
-            point["p99_bound_ms"] = round(BERT_MAX_DELAY_MS + 1000 * forward, 1)
+            point["p99_bound_ms"] = round(args.bert_delay_ms + 1000 * forward, 1)
             point["p99_within_bound"] = (
                 point["p99_ms"] is not None and point["p99_ms"] <= point["p99_bound_ms"]
             )
             point["queued_batches"] = math.ceil(point["concurrency"] / BERT_MAX_BATCH)
+            outside = point["outside_batch_p99_ms"]
+            point["outside_batch_within_delay"] = outside is not None and outside <= args.bert_delay_ms
             log(
                 f"  in-process at batch {bs}: {point['in_process_rps']:.2f} req/s "
                 f"-> ratio {point['ratio_vs_in_process']:.3f}"
@@ -1079,53 +1090,48 @@ class Bench:
             "batching_gain": best_b["rps"] / best_u["rps"],
         }
 
-        log("throughput: starting local runtimes (digits)")
-        dtargets = {
-            "unbatched": self.start_local("digits-unbatched", digits[0], {}),
-            "batched": self.start_local("digits-batched", digits[1], {}),
+        for name in SMALL_MODELS:
+            out[name] = self.small_model_sweep(name, small[name])
+        out["in_process_noise"] = self.in_process_noise
+        self.throughput_tables(out, bert, small)
+        return out
+
+    def small_model_sweep(self, name: str, actions: ExampleActions) -> dict[str, Any]:
+        """Unbatched and batched, plus the batching ceiling for this request: a batched action that
+        returns a constant per item (no parsing, no model), through the same HTTP and batcher."""
+        example, value, _ = SMALL_MODELS[name]
+        policy = actions.policy
+        ceiling = ActionCode(
+            CEILING_ACTION.format(size=policy.max_batch_size, delay=policy.max_batch_delay_ms),
+            "bench_batched",
+            f"constant answers, batched like {example} (max_batch_size {policy.max_batch_size}, "
+            f"max_batch_delay {policy.max_batch_delay_ms:g} ms)",
+        )
+        log(f"throughput: starting local runtimes ({name})")
+        targets = {
+            "unbatched": self.start_local(f"{name}-unbatched", actions.unbatched, {}),
+            "batched": self.start_local(f"{name}-batched", actions.batched, {}),
+            "ceiling": self.start_local(f"{name}-ceiling", ceiling, {}),
         }
-        pixels = [float((3 * i) % 17) for i in range(64)]
-        for r in dtargets.values():
-            r.run({"pixels": pixels})
-        digit_points = self.sweep("digits", dtargets, {"pixels": pixels})
-        for r in dtargets.values():
+        for r in targets.values():
+            r.run(value)
+        points = self.sweep(name, targets, value)
+        for r in targets.values():
             r.stop()
         self.locals.clear()
-        out["digits"] = digit_points
-        out["digits_in_process"] = self.digits_in_process(pixels)
-        best_db = max(digit_points["batched"], key=lambda p: p["rps"])
-        best_du = max(digit_points["unbatched"], key=lambda p: p["rps"])
-        out["digits_summary"] = {
-            "best_batched": best_db,
-            "best_unbatched": best_du,
-            "batching_gain": best_db["rps"] / best_du["rps"],
+        best = {mode: max(points[mode], key=lambda p: p["rps"]) for mode in points}
+        return {
+            "points": points,
+            "ceiling_action": ceiling.origin,
+            "best": best,
+            "batching_gain": best["batched"]["rps"] / best["unbatched"]["rps"],
+            # what batching could give at most if the model cost nothing
+            "batching_gain_ceiling": best["ceiling"]["rps"] / best["unbatched"]["rps"],
         }
-        out["in_process_noise"] = self.in_process_noise
-        self.throughput_tables(out, bert, digits)
-        return out
 
-    def digits_in_process(self, pixels: list[float]) -> dict[str, dict[str, float]]:
-        """The digits model's own cost, called here (probabilities + argmax of a tensor batch)."""
-        import torch
-
-        from warmwhisk_runtime.loaders import load_model
-
-        model = load_model(self.models_dir / "digits", None, None, None, False).value
-        out = {}
-        for bs in (1, 32):
-            images = [pixels] * bs
-            model.probabilities(torch.tensor(images)).max(dim=1)
-            times = []
-            end = time.perf_counter() + 0.5
-            while time.perf_counter() < end:
-                t = time.perf_counter()
-                model.probabilities(torch.tensor(images)).max(dim=1)
-                times.append(time.perf_counter() - t)
-            forward = statistics.median(times)
-            out[str(bs)] = {"forward_us": round(1e6 * forward, 1), "rps": round(bs / forward)}
-        return out
-
-    def throughput_tables(self, out: dict[str, Any], bert: tuple, digits: tuple) -> None:
+    def throughput_tables(
+        self, out: dict[str, Any], bert: ExampleActions, small: dict[str, ExampleActions]
+    ) -> None:
         ceiling = out["in_process"]
         rows = [
             [
@@ -1171,10 +1177,13 @@ class Bench:
                     b["p50_ms"],
                     b["p99_ms"],
                     b["mean_batch"],
+                    b["batch_ms_p50"],
                     f"{b['in_process_rps']:.2f} @{b['in_process_batch']}",
                     f"{b['ratio_vs_in_process']:.2f}",
                     b["p99_bound_ms"],
                     ok,
+                    b["outside_batch_p99_ms"],
+                    "yes" if b["outside_batch_within_delay"] else "no",
                     f"{u['other_cpu_util']}/{b['other_cpu_util']}",
                 ]
             )
@@ -1191,16 +1200,20 @@ class Bench:
                 "p50",
                 "p99",
                 "mean batch",
+                "batch call ms",
                 "in-process adjacent",
                 "ratio",
                 "p99 bound",
                 "p99 <= bound",
+                "p99 outside batch",
+                "<= delay",
                 "other cores u/b",
             ],
             rows,
             [
-                f"runtime: {out['runtime_kind']}; unbatched {bert[0].origin}; batched {bert[1].origin}; "
-                f"max_batch_size {BERT_MAX_BATCH}, max_batch_delay {BERT_MAX_DELAY_MS:g} ms",
+                f"runtime: {out['runtime_kind']}; unbatched {bert.unbatched.origin}; "
+                f"batched {bert.batched.origin}; "
+                f"max_batch_size {BERT_MAX_BATCH}, max_batch_delay {self.args.bert_delay_ms:g} ms",
                 "in-process adjacent: measured right after each batched point, at its mean batch size "
                 "(rounded)",
                 f"throughput ratio = best batched {best['rps']:.2f} req/s (c={best['concurrency']}, "
@@ -1212,14 +1225,18 @@ class Bench:
                 f"(c={s['best_unbatched']['concurrency']}) = {s['batching_gain']:.3f}",
                 "p99 bound = max_batch_delay + one in-process forward at the achieved batch size; with more "
                 "clients than max_batch_size a request can queue behind whole batches",
+                "p99 outside batch = p99 over requests of (latency - the time its own batch call took in the "
+                "runtime): HTTP, gathering and queueing, which the batcher promises to keep within the delay",
                 f"other cores u/b: CPU other processes of the machine kept busy during the unbatched/batched "
                 f"window (a point is measured up to {self.args.max_tries} times until that is <= "
                 f"{self.args.quiet_cpu}; the quietest try is kept)",
             ],
         )
-        s = out["digits_summary"]
-        unbatched_cpu = out["digits"]["unbatched"][0]["server_cpu_ms_per_req"]
-        batched_cpu = out["digits"]["batched"][0]["server_cpu_ms_per_req"]
+        for index, (name, actions) in enumerate(small.items()):
+            self.small_model_table(f"3{'cdefg'[index]}", name, actions, out[name])
+
+    def small_model_table(self, number: str, name: str, actions: ExampleActions, s: dict[str, Any]) -> None:
+        points = s["points"]
         rows = [
             [
                 f"c={u['concurrency']}",
@@ -1230,13 +1247,16 @@ class Bench:
                 b["p50_ms"],
                 b["p99_ms"],
                 b["mean_batch"],
-                f"{u['server_cpu_ms_per_req']}/{b['server_cpu_ms_per_req']}",
-                f"{u['other_cpu_util']}/{b['other_cpu_util']}",
+                b["batch_ms_p50"],
+                f"{c['rps']:.0f}",
+                f"{u['server_cpu_ms_per_req']}/{b['server_cpu_ms_per_req']}/{c['server_cpu_ms_per_req']}",
+                f"{u['other_cpu_util']}/{b['other_cpu_util']}/{c['other_cpu_util']}",
             ]
-            for u, b in zip(out["digits"]["unbatched"], out["digits"]["batched"], strict=True)
+            for u, b, c in zip(points["unbatched"], points["batched"], points["ceiling"], strict=True)
         ]
+        best = s["best"]
         table(
-            "3c. Runtime throughput, digits MLP (req/s; latency ms)",
+            f"{number}. Runtime throughput, {SMALL_MODELS[name][2]} (req/s; latency ms)",
             [
                 "clients",
                 "unbatched",
@@ -1246,21 +1266,22 @@ class Bench:
                 "p50",
                 "p99",
                 "mean batch",
-                "server cpu ms/req u/b",
-                "other cores u/b",
+                "batch call ms",
+                "ceiling",
+                "server cpu ms/req u/b/c",
+                "other cores u/b/c",
             ],
             rows,
             [
-                f"unbatched: {digits[2]}; batched: {digits[1].origin}",
-                "the model itself, called in-process: "
-                + ", ".join(
-                    f"batch {bs} {v['forward_us']:.0f} us ({v['rps']} req/s)"
-                    for bs, v in out["digits_in_process"].items()
-                )
-                + f"; server CPU per request at c=1: unbatched {unbatched_cpu} ms, batched {batched_cpu} ms",
-                f"batching gain = best batched {s['best_batched']['rps']:.0f} "
-                f"(c={s['best_batched']['concurrency']}) / best unbatched {s['best_unbatched']['rps']:.0f} "
-                f"(c={s['best_unbatched']['concurrency']}) = {s['batching_gain']:.3f}",
+                f"unbatched: {actions.unbatched.origin}; batched: {actions.batched.origin}",
+                f"ceiling: {s['ceiling_action']}: what batching could reach if parsing and the model cost "
+                "nothing (HTTP, JSON and the batcher only)",
+                "batch call ms: median time of the batch entry point call, per request (the model's cost)",
+                f"batching gain = best batched {best['batched']['rps']:.0f} "
+                f"(c={best['batched']['concurrency']}) / best unbatched {best['unbatched']['rps']:.0f} "
+                f"(c={best['unbatched']['concurrency']}) = "
+                f"{s['batching_gain']:.3f}; at most {s['batching_gain_ceiling']:.3f} (ceiling "
+                f"{best['ceiling']['rps']:.0f} / best unbatched)",
             ],
         )
 
@@ -1277,14 +1298,15 @@ class Bench:
         except ImportError:
             log("matplotlib is not installed: no plot")
             return None
-        fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
-        for ax, key, title in (
-            (axes[0], "bert", "bert-base (340 MB), sequence 64"),
-            (axes[1], "digits", "digits MLP (69 KB)"),
-        ):
+        panels = [("bert", "bert-base (340 MB), sequence 64", tp["bert"])]
+        panels += [(name, SMALL_MODELS[name][2], tp[name]["points"]) for name in SMALL_MODELS]
+        fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.6))
+        for ax, (key, title, points) in zip(axes, panels, strict=True):
             noisy: list[dict[str, Any]] = []
-            for mode, style in (("unbatched", "o--"), ("batched", "s-")):
-                pts = tp[key][mode]
+            for mode, style in (("unbatched", "o--"), ("batched", "s-"), ("ceiling", "^:")):
+                if mode not in points:
+                    continue
+                pts = points[mode]
                 ax.plot(
                     [p["concurrency"] for p in pts], [p["rps"] for p in pts], style, label=f"runtime, {mode}"
                 )
@@ -1300,7 +1322,7 @@ class Bench:
                     label=f"measured while other processes kept > {self.args.quiet_cpu:g} cores busy",
                 )
             if key == "bert":
-                adjacent = [p for p in tp[key]["batched"] if p.get("in_process_rps")]
+                adjacent = [p for p in points["batched"] if p.get("in_process_rps")]
                 ax.plot(
                     [p["concurrency"] for p in adjacent],
                     [p["in_process_rps"] for p in adjacent],
@@ -1339,7 +1361,7 @@ class Bench:
             "docker_run_ratio_vs_stock": rnd(cold and cold["docker_run"]["ratio"]),
             "throughput_ratio_vs_inprocess": rnd(tp and tp["bert_summary"]["throughput_ratio_vs_inprocess"]),
             "batching_gain_bert": rnd(tp and tp["bert_summary"]["batching_gain"]),
-            "batching_gain_small": rnd(tp and tp["digits_summary"]["batching_gain"]),
+            "batching_gain_small": rnd(tp and tp["digits"]["batching_gain"]),
         }
         raw: dict[str, Any] = {"quick": self.quick}
         if mem:
@@ -1365,14 +1387,28 @@ class Bench:
                 bert_mean_batch=b["achieved_mean_batch"],
                 bert_inprocess_batch=b["compared_in_process_batch"],
                 bert_inprocess_rps=rnd(b["in_process_rps_at_that_batch"], 2),
-                digits_batched_rps=rnd(tp["digits_summary"]["best_batched"]["rps"], 1),
-                digits_unbatched_rps=rnd(tp["digits_summary"]["best_unbatched"]["rps"], 1),
+                # the most batching could give digits if its model cost nothing (see table 3c)
+                batching_gain_small_ceiling=rnd(tp["digits"]["batching_gain_ceiling"]),
+                batching_gain_minilm=rnd(tp["minilm"]["batching_gain"]),
+                **{
+                    f"{name}_{mode}_rps": rnd(tp[name]["best"][mode]["rps"], 1)
+                    for name in SMALL_MODELS
+                    for mode in ("unbatched", "batched", "ceiling")
+                },
+                # batched bert points that fit one batch (c <= max_batch_size): is p99 within the
+                # delay + one batch bound, against the in-process forward and per request
+                bert_p99_within_bound=[
+                    p["concurrency"] for p in tp["bert"]["batched"] if p["p99_within_bound"]
+                ],
+                bert_p99_outside_batch_within_delay=[
+                    p["concurrency"] for p in tp["bert"]["batched"] if p["outside_batch_within_delay"]
+                ],
                 # throughput points whose quietest try still had other processes above --quiet-cpu
                 noisy_points=sum(
                     p["other_cpu_util"] > self.args.quiet_cpu
-                    for model in ("bert", "digits")
-                    for mode in ("unbatched", "batched")
-                    for p in tp[model][mode]
+                    for points in [tp["bert"], *(tp[name]["points"] for name in SMALL_MODELS)]
+                    for mode_points in points.values()
+                    for p in mode_points
                 ),
             )
         missed = []
@@ -1390,22 +1426,21 @@ class Bench:
         self.wait_for_models()
         os.sync()
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        bert = example_actions(REPO / "examples", "bert")
-        digits = example_actions(REPO / "examples", "digits")
+        bert = ExampleActions("bert")
+        small = {name: ExampleActions(SMALL_MODELS[name][0]) for name in SMALL_MODELS}
         self.results["actions"] = {
-            "bert_unbatched": bert[0].origin,
-            "bert_batched": bert[1].origin,
-            "digits_unbatched": digits[0].origin,
-            "digits_batched": digits[1].origin,
+            f"{name}_{mode}": getattr(actions, mode).origin
+            for name, actions in {"bert": bert, **small}.items()
+            for mode in ("unbatched", "batched")
         }
         started = time.perf_counter()
         if {"memory", "coldstart"} & set(sections):
             self.prepare_stock_copy()
             self.docker.images.get(IMAGE)  # fail early when the image is missing
         steps = {
-            "memory": lambda: self.section_memory(bert[0]),
-            "coldstart": lambda: self.section_coldstart(bert[0]),
-            "throughput": lambda: self.section_throughput(bert, digits),
+            "memory": lambda: self.section_memory(bert.unbatched),
+            "coldstart": lambda: self.section_coldstart(bert.unbatched),
+            "throughput": lambda: self.section_throughput(bert, small),
         }
         self.results["loadavg"] = {}
         self.results["damon_schemes"] = damon_schemes()
@@ -1485,6 +1520,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--max-tries", type=int, default=None, help="tries per noisy point (default 3, quick 2)"
+    )
+    parser.add_argument(
+        "--bert-delay-ms",
+        type=float,
+        default=BERT_MAX_DELAY_MS,
+        help=f"max_batch_delay_ms of the batched bert action (default {BERT_MAX_DELAY_MS:g})",
     )
     parser.add_argument(
         "--max-first-s", type=float, default=60.0, help="longest wait for every client's first answer"

@@ -72,3 +72,24 @@ def test_bert_batched_and_unbatched_agree(start_process_runtime):
     for single, batched in zip(answers["main"], answers["main_batched"], strict=True):
         assert single["tokens"] == batched["tokens"]
         assert single["norm"] == pytest.approx(batched["norm"], rel=1e-4)
+
+
+def test_sentiment_batched_agrees_with_unbatched_and_fails_bad_items_alone(start_process_runtime):
+    texts = ["An absolute delight, I loved every minute.", "Terrible service and the food was cold.",
+             "The staff were friendly and helpful.", "I want my money back."]  # fmt: skip
+    unbatched = start_process_runtime(env=CONCURRENT)
+    init_example(unbatched, "sentiment", str(MODELS))
+    status, body = unbatched.run({"texts": texts})
+    assert status == 200, body
+    expected = body["results"]
+    unbatched.stop()
+
+    batched = start_process_runtime(env=CONCURRENT)
+    init_example(batched, "sentiment", str(MODELS), main="main_batched")
+    results = run_many(batched, [{"value": {"text": t}} for t in texts] + [{"value": {"texts": texts}}])
+    assert all(status == 200 for status, _ in results), results
+    for (_, answer), want in zip(results, expected, strict=False):
+        assert answer["label"] == want["label"]
+        for label, p in want["probabilities"].items():
+            assert answer["probabilities"][label] == pytest.approx(p, abs=2e-4)
+    assert "one \"text\" per activation" in results[-1][1]["error"]

@@ -3,6 +3,10 @@
     {"text": "The soup was cold."}          -> {"label": "negative", "probabilities": {...}}
     {"texts": ["Loved it!", "Never again."]} -> {"results": [{"label": ..., "probabilities": ...}, ...]}
 
+`main_batched` (deploy with `--main main_batched`) takes one `text` per activation and
+classifies the texts of concurrent activations in one forward pass (up to 32, waiting at most
+10 ms); an activation with bad input fails alone.
+
 Models (build them with `examples/build_models.py`): `minilm` (encoder and tokenizer) and
 `sentiment-head`, under /models, or under `WARMWHISK_MODELS_DIR` when /init's env sets it.
 The runtime loads them once at /init and shares them between concurrent activations.
@@ -68,15 +72,32 @@ def read_texts(args: dict[str, Any]) -> tuple[list[str], bool]:
     return texts, single
 
 
-def main(args: dict[str, Any], models: dict[str, Any]) -> dict[str, Any]:
-    texts, single = read_texts(args)
+def classify(texts: list[str], models: dict[str, Any]) -> list[dict[str, Any]]:
+    """Label and class probabilities of each text, from one forward pass."""
     embeddings = embed_texts(texts, models["tokenizer"], models["encoder"])
     labels = models["head"].labels
-    results = [
+    return [
         {
             "label": labels[int(row.argmax())],
             "probabilities": {label: round(p, 4) for label, p in zip(labels, row.tolist(), strict=True)},
         }
         for row in models["head"].probabilities(embeddings)
     ]
+
+
+def main(args: dict[str, Any], models: dict[str, Any]) -> dict[str, Any]:
+    texts, single = read_texts(args)
+    results = classify(texts, models)
     return results[0] if single else {"results": results}
+
+
+def read_one_text(args: Any) -> str:
+    texts, single = read_texts(args if isinstance(args, dict) else {})
+    if not single:
+        raise ValueError('main_batched takes one "text" per activation (send "texts" to main)')
+    return texts[0]
+
+
+@warmwhisk.batch(max_batch_size=32, max_batch_delay_ms=10)
+def main_batched(batch: list[Any], models: dict[str, Any]) -> list[dict[str, Any] | Exception]:
+    return warmwhisk.run_valid(batch, read_one_text, lambda texts: classify(texts, models))
