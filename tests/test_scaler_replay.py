@@ -24,10 +24,7 @@ from warmwhisk_scaler.replay import (
     trace_workload,
 )
 
-TRACE = Path(__file__).resolve().parents[2] / "shared" / "traces"
-needs_trace = pytest.mark.skipif(
-    not (TRACE / "azure2019_invocations.csv").exists(), reason="Azure trace sample not present"
-)
+TRACE = Path(__file__).resolve().parents[1] / "scaler-service" / "traces" / "azure2019"
 
 
 def workload(*pairs: tuple[float, float], horizon_s: float = 10.0) -> Workload:
@@ -126,7 +123,6 @@ def test_burst_and_ramp_hybrid_uses_fewer_containers_and_memory_than_openwhisk_a
 # --- the Azure trace -----------------------------------------------------------------------------
 
 
-@needs_trace
 def test_trace_loader_spreads_each_minutes_count_within_that_minute() -> None:
     functions = read_azure_trace(TRACE)
     assert len(functions) == 70
@@ -146,7 +142,6 @@ def test_trace_loader_spreads_each_minutes_count_within_that_minute() -> None:
         find_function(functions, "top71")
 
 
-@needs_trace
 def test_several_functions_merge_into_one_pool() -> None:
     functions = read_azure_trace(TRACE)
     a, b = find_function(functions, "top2"), find_function(functions, "top3")
@@ -156,7 +151,6 @@ def test_several_functions_merge_into_one_pool() -> None:
     assert w.memory_mb == pytest.approx(a.memory_mb + b.memory_mb)
 
 
-@needs_trace
 def test_cli_prints_a_table_and_a_json_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--trace", str(TRACE), "--function", "top3", "--minutes", "20"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
