@@ -579,7 +579,7 @@ class Bench:
         return c
 
     def settle_pss(self, containers: list[BenchContainer]) -> tuple[int, list[int], list[int]]:
-        """Total PSS, the median of three readings 0.5 s apart, each taken right after one more
+        """Total PSS, the median of three readings 0.5 s apart, each taken 0.1 s after one more
         activation in every container: proactive reclaim (DAMON `pageout` on this machine) unmaps
         file pages it sees as cold, which would hide mapped weights. Also the bytes of the model
         file each container has mapped (RSS of its mapping), to show the weights were counted."""
@@ -588,6 +588,7 @@ class Bench:
             time.sleep(0.5)
             for c in containers:
                 c.run({"length": SEQ_LEN})
+            time.sleep(0.1)  # idle, as the invoker keeps them between activations (pause grace 50 ms)
             per = [c.pss() for c in containers]
             mapped = [c.mapped_bytes("model.safetensors") for c in containers]
             readings.append((sum(per), per, mapped))

@@ -7,8 +7,8 @@ from runtime_harness import wait_until
 from warmwhisk_runtime.procmem import IdleHeapTrimmer
 
 
-def test_trims_only_when_the_last_running_activation_ends():
-    trimmer = IdleHeapTrimmer(min_interval_s=0.01)
+def test_trims_only_once_the_last_running_activation_has_ended():
+    trimmer = IdleHeapTrimmer(idle_for_s=0.01, min_interval_s=0.01)
     trimmer.begin()
     trimmer.begin()
     trimmer.end()
@@ -19,8 +19,18 @@ def test_trims_only_when_the_last_running_activation_ends():
     assert trimmer.running == 0
 
 
+def test_back_to_back_activations_do_not_trim_until_the_gap_is_long_enough():
+    trimmer = IdleHeapTrimmer(idle_for_s=0.2, min_interval_s=0.01)
+    for _ in range(40):  # idle for ~5 ms between activations, well under idle_for_s
+        trimmer.begin()
+        trimmer.end()
+        time.sleep(0.005)
+    assert trimmer.trims == 0
+    wait_until(lambda: trimmer.trims == 1, timeout_s=5, what="a trim once idle for 0.2 s")
+
+
 def test_bursts_of_short_activations_trim_at_most_once_per_interval():
-    trimmer = IdleHeapTrimmer(min_interval_s=0.5)
+    trimmer = IdleHeapTrimmer(idle_for_s=0.0, min_interval_s=0.5)
 
     def activations() -> None:
         for _ in range(200):

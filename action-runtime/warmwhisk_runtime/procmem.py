@@ -46,20 +46,25 @@ def _glibc_malloc_trim() -> Callable[[int], int] | None:
 
 
 class IdleHeapTrimmer:
-    """Counts the activations running and, when none is left, gives the C heap's free pages
-    back to the kernel (glibc `malloc_trim`), at most once per `min_interval_s`.
+    """Counts the activations running and, once none has run for `idle_for_s`, gives the C
+    heap's free pages back to the kernel (glibc `malloc_trim`), at most once per
+    `min_interval_s`.
 
     Why: a forward pass allocates tens of MB of temporary tensors from threads' malloc arenas;
     glibc keeps them after they are freed (measured: about 6 MB per container after one
     bert-base forward), and an idle OpenWhisk container, paused or not, then holds that memory
-    until it is removed. Trimming happens on a background thread, only while idle, so no
-    activation waits for it."""
+    until it is removed. `idle_for_s` (20 ms) is shorter than the invoker's pause grace (50 ms),
+    so the trim happens before a pause, and longer than the gap between back-to-back
+    activations, so a busy container does not give back memory it is about to fault in again.
+    Trimming runs on a background thread; no activation waits for it."""
 
-    def __init__(self, min_interval_s: float = 1.0) -> None:
+    def __init__(self, idle_for_s: float = 0.02, min_interval_s: float = 1.0) -> None:
         self._trim = _glibc_malloc_trim()
+        self._idle_for_s = idle_for_s
         self._min_interval_s = min_interval_s
         self._lock = threading.Lock()
         self._running = 0
+        self._begun = 0  # activations begun so far: tells whether one came and went meanwhile
         self._went_idle = threading.Event()
         self.trims = 0
         if self._trim is not None:
@@ -73,6 +78,7 @@ class IdleHeapTrimmer:
     def begin(self) -> None:
         with self._lock:
             self._running += 1
+            self._begun += 1
 
     def end(self) -> None:
         with self._lock:
@@ -80,14 +86,20 @@ class IdleHeapTrimmer:
             if self._running == 0:
                 self._went_idle.set()
 
+    def _still_idle_since(self, begun: int) -> bool:
+        with self._lock:
+            return self._running == 0 and self._begun == begun
+
     def _loop(self) -> None:
         assert self._trim is not None
         while True:
             self._went_idle.wait()
             self._went_idle.clear()
             with self._lock:
-                idle = self._running == 0
-            if idle:
-                self._trim(0)
-                self.trims += 1
+                begun = self._begun
+            time.sleep(self._idle_for_s)
+            if not self._still_idle_since(begun):
+                continue  # busy again: the next idle moment sets the event anew
+            self._trim(0)
+            self.trims += 1
             time.sleep(self._min_interval_s)
