@@ -661,7 +661,7 @@ class Bench:
                 f"4 idle containers (import torch, no model) running at once = {mb(out['idle_4_total'])} MB, "
                 "so one idle = "
                 f"{mb(idle_each)} MB (shared torch libraries split 4 ways, as in the serving measurement)",
-                "copies = (total PSS - N x idle) / model file size; each reading right after one more "
+                "copies = (total PSS - N x idle) / model file size; each reading 0.1 s after one more "
                 "activation per container (this machine's DAMON pageout unmaps cold file pages)",
                 "model file mapped by each ours container (RSS of the mapping, MB): "
                 + "; ".join(
