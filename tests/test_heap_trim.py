@@ -45,3 +45,19 @@ def test_bursts_of_short_activations_trim_at_most_once_per_interval():
     assert trimmer.running == 0
     wait_until(lambda: trimmer.trims >= 1, timeout_s=5, what="a trim after the burst")
     assert trimmer.trims <= 2
+
+
+ALLOCATING_ACTION = """
+def main(args):
+    blocks = [bytearray(256 * 1024) for _ in range(64)]  # 16 MB, freed when main returns
+    return {"allocated": sum(len(b) for b in blocks)}
+"""
+
+
+def test_the_runtime_trims_once_its_activations_are_done(start_process_runtime):
+    runtime = start_process_runtime()
+    assert runtime.init(ALLOCATING_ACTION)[0] == 200
+    before = runtime.health()["heap_trims"]
+    status, body = runtime.run({})
+    assert status == 200 and body == {"allocated": 16 * 1024 * 1024}
+    wait_until(lambda: runtime.health()["heap_trims"] > before, timeout_s=10, what="a trim after the run")

@@ -305,6 +305,7 @@ class Runtime:
             "concurrent": self.config.concurrent,
             "max_concurrent": self.config.max_concurrent if self.config.concurrent else 1,
             "stuck_threads": self._runner.stuck,
+            "heap_trims": self._activity.trims,
             "models": self.provider.store.snapshot(),
             "model_loads": self.provider.store.loads,
             "pss_bytes": pss_bytes(),
