@@ -222,6 +222,27 @@ def pct(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
 
 
+# The first columns of every runtime throughput table: one concurrency level, batching off and on.
+ON_OFF_COLUMNS = [
+    "clients", "unbatched", "p50", "p99", "batched", "p50", "p99", "mean batch", "batch call ms",
+]  # fmt: skip
+
+
+def on_off_cells(unbatched: dict[str, Any], batched: dict[str, Any], rate_format: str) -> list[Any]:
+    """The cells under ON_OFF_COLUMNS for one concurrency level's unbatched and batched points."""
+    return [
+        f"c={unbatched['concurrency']}",
+        format(unbatched["rps"], rate_format),
+        unbatched["p50_ms"],
+        unbatched["p99_ms"],
+        format(batched["rps"], rate_format),
+        batched["p50_ms"],
+        batched["p99_ms"],
+        batched["mean_batch"],
+        batched["batch_ms_p50"],
+    ]
+
+
 # ----------------------------------------------------------------------------------- the actions
 def _import_file(path: Path) -> Any:
     spec = importlib.util.spec_from_file_location(f"bench_example_{abs(hash(path))}", path)
@@ -1171,15 +1192,7 @@ class Bench:
                 ok = f"no ({b['queued_batches']} batches queue)"
             rows.append(
                 [
-                    f"c={u['concurrency']}",
-                    f"{u['rps']:.2f}",
-                    u["p50_ms"],
-                    u["p99_ms"],
-                    f"{b['rps']:.2f}",
-                    b["p50_ms"],
-                    b["p99_ms"],
-                    b["mean_batch"],
-                    b["batch_ms_p50"],
+                    *on_off_cells(u, b, ".2f"),
                     f"{b['in_process_rps']:.2f} @{b['in_process_batch']}",
                     f"{b['ratio_vs_in_process']:.2f}",
                     b["p99_bound_ms"],
@@ -1194,15 +1207,7 @@ class Bench:
         table(
             "3b. Runtime throughput, bert-base (req/s; latency ms)",
             [
-                "clients",
-                "unbatched",
-                "p50",
-                "p99",
-                "batched",
-                "p50",
-                "p99",
-                "mean batch",
-                "batch call ms",
+                *ON_OFF_COLUMNS,
                 "in-process adjacent",
                 "ratio",
                 "p99 bound",
@@ -1241,15 +1246,7 @@ class Bench:
         points = s["points"]
         rows = [
             [
-                f"c={u['concurrency']}",
-                f"{u['rps']:.0f}",
-                u["p50_ms"],
-                u["p99_ms"],
-                f"{b['rps']:.0f}",
-                b["p50_ms"],
-                b["p99_ms"],
-                b["mean_batch"],
-                b["batch_ms_p50"],
+                *on_off_cells(u, b, ".0f"),
                 f"{c['rps']:.0f}",
                 f"{u['server_cpu_ms_per_req']}/{b['server_cpu_ms_per_req']}/{c['server_cpu_ms_per_req']}",
                 f"{u['other_cpu_util']}/{b['other_cpu_util']}/{c['other_cpu_util']}",
@@ -1261,15 +1258,7 @@ class Bench:
             f"{number}. Runtime throughput, {SMALL_MODELS[name][2]}, {SMALL_MODELS[name][3]} "
             "(req/s; latency ms)",
             [
-                "clients",
-                "unbatched",
-                "p50",
-                "p99",
-                "batched",
-                "p50",
-                "p99",
-                "mean batch",
-                "batch call ms",
+                *ON_OFF_COLUMNS,
                 "ceiling",
                 "server cpu ms/req u/b/c",
                 "other cores u/b/c",
