@@ -25,6 +25,8 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import select
+import socket
 import sys
 import threading
 import time
@@ -41,7 +43,24 @@ _ACTIVATION_ENV = ("__OW_ACTIVATION_ID", "__OW_TRANSACTION_ID", "__OW_DEADLINE",
 
 
 class RoutingError(Exception):
-    """No model host could serve the activation; the message says why."""
+    """No model host could serve the activation; the message says why, `reason` says it in one word:
+
+    * ``no_slot``: no warm host had a free slot before the deadline (none failed);
+    * ``hosts_failed``: the hosts tried failed (refused, reset, answered 503), and no other warm
+      host had a free slot before the deadline, or two hosts were tried already;
+    * ``deadline``: the deadline passed while a host ran the activation;
+    * ``registry``: Redis could not be reached;
+    * ``refused``: a host refused the activation (a non-200 other than 503; it did not run it);
+    * ``bad_answer``: a host answered with something that is not a forwarding envelope.
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class HostFailed(Exception):
+    """A host could not be reached on a fresh connection, or broke the connection mid-request."""
 
 
 @dataclass(frozen=True)
@@ -78,25 +97,91 @@ def action_spec(fields: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-class HostConnections:
-    """Keep-alive HTTP connections to model hosts, reused across activations."""
+class _NoAnswer(Exception):
+    """The exchange failed before any byte of an answer arrived (the host may not have read it)."""
 
-    def __init__(self) -> None:
-        self._idle: dict[str, list[http.client.HTTPConnection]] = {}
+
+# Errors of a send, or of waiting for the status line, that mean "the peer closed or reset it".
+_CLOSED = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, http.client.RemoteDisconnected)
+
+
+def _readable(sock: socket.socket) -> bool:
+    """True when a pooled socket has something to read: the host's FIN (it closed the connection)
+    or stray bytes. Either way the connection cannot carry a new request."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(0))
+
+
+class HostConnections:
+    """Keep-alive HTTP connections to model hosts, reused across activations.
+
+    A host closes a connection that stayed idle past its keep-alive, and a request sent on such a
+    connection fails before any byte of an answer. Three defences, cheapest first: a pooled
+    connection idle longer than the host's advertised keep-alive (less a margin) is dropped unused;
+    a pooled socket that is already readable (the host's FIN arrived) is dropped; and a request on
+    a reused connection that fails before any response byte is sent once more on a fresh
+    connection (the host never read it, so it never started the activation). Only a failure on a
+    fresh connection, or after the answer began, is the host's (`HostFailed`).
+    """
+
+    # Idle connections kept per host (more are closed when given back).
+    MAX_IDLE_PER_HOST = 64
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._idle: dict[str, list[tuple[http.client.HTTPConnection, float]]] = {}
         self._lock = threading.Lock()
+        self._clock = clock
 
     def post(
-        self, address: str, body: bytes, headers: Mapping[str, str], timeout_s: float | None
+        self,
+        address: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        timeout_s: float | None,
+        keepalive_s: float = 0.0,
     ) -> tuple[int, bytes]:
-        """POST /run; raises OSError/HTTPException when the host is unreachable or fails midway."""
-        conn = self._take(address)
+        """POST /run. Raises `HostFailed` (the host's fault) or `TimeoutError` (the deadline)."""
+        conn = self._take(address, keepalive_s)
+        if conn is not None:
+            try:
+                return self._exchange(address, conn, body, headers, timeout_s)
+            except _NoAnswer:
+                pass  # a stale connection: the host closed it meanwhile; once more, on a new one
         try:
-            conn.timeout = timeout_s
-            if conn.sock is not None:
-                conn.sock.settimeout(timeout_s)
-            conn.request("POST", "/run", body, {"Content-Type": "application/json", **headers})
-            response = conn.getresponse()
-            payload = response.read()
+            return self._exchange(address, self._connect(address), body, headers, timeout_s)
+        except _NoAnswer as exc:
+            raise HostFailed(f"the connection closed before an answer ({exc.__cause__!r})") from exc
+
+    def _exchange(
+        self,
+        address: str,
+        conn: http.client.HTTPConnection,
+        body: bytes,
+        headers: Mapping[str, str],
+        timeout_s: float | None,
+    ) -> tuple[int, bytes]:
+        conn.timeout = timeout_s
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout_s)
+        try:
+            try:
+                conn.request("POST", "/run", body, {"Content-Type": "application/json", **headers})
+                response = conn.getresponse()
+            except TimeoutError:
+                raise
+            except _CLOSED as exc:
+                raise _NoAnswer from exc
+            except ConnectionRefusedError as exc:
+                raise HostFailed(f"connection refused ({exc})") from exc
+            except (OSError, http.client.HTTPException) as exc:
+                raise HostFailed(f"{type(exc).__name__}: {exc}") from exc
+            try:
+                payload = response.read()
+            except TimeoutError:
+                raise
+            except (OSError, http.client.HTTPException) as exc:
+                raise HostFailed(f"the answer broke off ({type(exc).__name__}: {exc})") from exc
         except BaseException:
             conn.close()
             raise
@@ -106,22 +191,39 @@ class HostConnections:
             self._give_back(address, conn)
         return response.status, payload
 
-    def _take(self, address: str) -> http.client.HTTPConnection:
-        with self._lock:
-            idle = self._idle.get(address)
-            if idle:
-                return idle.pop()
+    def _take(self, address: str, keepalive_s: float) -> http.client.HTTPConnection | None:
+        """A pooled connection to `address` that is still usable, or None."""
+        # Leave a margin: the host's own timer may run a little ahead of ours.
+        max_idle = keepalive_s - max(0.25, 0.1 * keepalive_s) if keepalive_s > 0 else float("inf")
+        now = self._clock()
+        while True:
+            with self._lock:
+                idle = self._idle.get(address)
+                if not idle:
+                    return None
+                conn, since = idle.pop()
+            if now - since < max_idle and conn.sock is not None and not _readable(conn.sock):
+                return conn
+            conn.close()
+
+    @staticmethod
+    def _connect(address: str) -> http.client.HTTPConnection:
         host, _, port = address.rpartition(":")
-        return http.client.HTTPConnection(host, int(port))
+        return http.client.HTTPConnection(host.strip("[]"), int(port))
 
     def _give_back(self, address: str, conn: http.client.HTTPConnection) -> None:
         with self._lock:
-            self._idle.setdefault(address, []).append(conn)
+            idle = self._idle.setdefault(address, [])
+            if len(idle) < self.MAX_IDLE_PER_HOST:
+                idle.append((conn, self._clock()))
+                return
+        conn.close()
 
     def forget(self, address: str) -> None:
         with self._lock:
-            for conn in self._idle.pop(address, []):
-                conn.close()
+            idle = self._idle.pop(address, [])
+        for conn, _ in idle:
+            conn.close()
 
 
 class Router:
@@ -132,10 +234,12 @@ class Router:
     MAX_WAIT_S = 0.02
     # A run without a deadline (never from OpenWhisk) counts as waiting for at most this long.
     MAX_UNBOUNDED_WAIT_S = 300.0
+    # Hosts one activation is sent to at most: a failure is retried once, elsewhere.
+    MAX_HOSTS_TRIED = 2
 
     def __init__(self, registry: Any, clock: Callable[[], float] = time.monotonic) -> None:
         self.registry = registry  # warmwhisk_scaler.registry.Registry
-        self.connections = HostConnections()
+        self.connections = HostConnections(clock)
         self._clock = clock
         self._specs: dict[str, Mapping[str, Any]] = {}
 
@@ -144,38 +248,45 @@ class Router:
         self._specs[key] = spec
 
     def forward(self, key: str, body: bytes, timeout_s: float | None) -> Forwarded:
-        """Run one activation on a warm host: at most two hosts are tried (a failure is retried
-        once elsewhere); waits for a free slot until the deadline."""
+        """Run one activation on a warm host, waiting for a free slot until the deadline. A host
+        that fails is reported (routing skips it, the scaler replaces it) and the activation goes
+        to another one, at most `MAX_HOSTS_TRIED` hosts in all."""
         end = None if timeout_s is None else self._clock() + timeout_s
-        failed: list[str] = []
-        for attempt in (1, 2):
-            try:
-                slot = self._acquire(key, end, avoid=failed)
-            except RoutingError:
-                raise
-            except Exception as exc:
-                raise RoutingError(f"the registry could not be reached: {type(exc).__name__}: {exc}") from exc
+        failures: dict[str, str] = {}  # host id -> what went wrong, in the order tried
+        while True:
+            slot = self._acquire(key, end, failures)
             started = self._clock()
             timeout = None if end is None else max(0.001, end - started)
             try:
-                status, payload = self.connections.post(slot.address, body, {ACTION_HEADER: key}, timeout)
+                status, payload = self.connections.post(
+                    slot.address, body, {ACTION_HEADER: key}, timeout, slot.keepalive_s
+                )
             except TimeoutError as exc:  # the deadline came: no time is left to try another host
                 self._release(slot)
                 self.connections.forget(slot.address)
-                raise RoutingError(f"model host {slot.host_id} did not answer before the deadline") from exc
-            except (OSError, http.client.HTTPException) as exc:
+                raise RoutingError(
+                    f"model host {slot.host_id} did not answer before the deadline", "deadline"
+                ) from exc
+            except HostFailed as exc:
                 self._release(slot)
                 self.connections.forget(slot.address)
-                failed.append(slot.host_id)
-                if attempt == 2:
-                    raise RoutingError(
-                        f"model hosts {', '.join(failed)} failed while serving the activation "
-                        f"({type(exc).__name__}: {exc}); it was tried twice"
-                    ) from exc
-                continue
-            self._release(slot, self._clock() - started)
-            return _unwrap(status, payload, slot.host_id)
-        raise AssertionError("unreachable")
+                failures[slot.host_id] = str(exc)
+                self._report_unreachable(slot.host_id)
+            else:
+                self._release(slot, self._clock() - started)
+                if status != 503:
+                    return _unwrap(status, payload, slot.host_id)
+                # 503: the host is shutting down or unhealthy and did not run the activation.
+                failures[slot.host_id] = f"it answered HTTP 503 {_excerpt(payload)}"
+            if len(failures) >= self.MAX_HOSTS_TRIED:
+                raise RoutingError(f"{_failed(failures)}; the activation was tried on {len(failures)} hosts",
+                                   "hosts_failed")  # fmt: skip
+
+    def _report_unreachable(self, host_id: str) -> None:
+        try:
+            self.registry.report_unreachable(host_id)
+        except Exception as exc:  # noqa: BLE001 - the registry is away too: routing still avoids it
+            sys.stderr.write(f"warmwhisk router: reporting {host_id} unreachable failed: {exc}\n")
 
     def _release(self, slot: Any, duration_s: float | None = None) -> None:
         """Give the slot back; if Redis fails here, the answer still stands (the slot count is
@@ -185,39 +296,75 @@ class Router:
         except Exception as exc:  # noqa: BLE001
             sys.stderr.write(f"warmwhisk router: releasing a slot on {slot.host_id} failed: {exc}\n")
 
-    def _acquire(self, key: str, end: float | None, avoid: list[str]) -> Any:
-        slot = self.registry.acquire(key)
-        if slot is not None and slot.host_id not in avoid:
-            return slot  # the common case: one Redis round trip
+    def _acquire(self, key: str, end: float | None, failures: Mapping[str, str]) -> Any:
+        try:
+            return self._acquire_or_wait(key, end, failures)
+        except RoutingError:
+            raise
+        except Exception as exc:
+            raise RoutingError(
+                f"the registry could not be reached: {type(exc).__name__}: {exc}", "registry"
+            ) from exc
+
+    def _acquire_or_wait(self, key: str, end: float | None, failures: Mapping[str, str]) -> Any:
+        slot = self.registry.acquire(key, avoid=failures)
+        if slot is not None:  # the common case: one Redis round trip
+            if not slot.registered:
+                self._register_again(key)
+            return slot
         # No free slot: wait, and say so in the registry so that the scaler sees the demand.
-        if key in self._specs and self.registry.action_spec(key) is None:
-            self.registry.register_action(key, self._specs[key])  # Redis lost it (restarted)
+        if self.registry.action_spec(key) is None:
+            self._register_again(key)
         wait_id = uuid.uuid4().hex
         until = time.time() + (self.MAX_UNBOUNDED_WAIT_S if end is None else max(0.0, end - self._clock()))
         self.registry.start_waiting(key, wait_id, until)
         try:
             wait = self.FIRST_WAIT_S
             while True:
-                if slot is not None:  # a host that just failed us: let it go, look again
-                    self._release(slot)
                 now = self._clock()
                 if end is not None and now >= end:
+                    if failures:
+                        raise RoutingError(
+                            f"{_failed(failures)}, and no other warm model host had a free slot before "
+                            "the deadline (the scaler replaces failed hosts; see its /status)",
+                            "hosts_failed",
+                        )
                     raise RoutingError(
                         "no warm model host had a free slot for this action before its deadline "
-                        "(the scaler adds hosts on demand; see its /status)"
+                        "(the scaler adds hosts on demand; see its /status)",
+                        "no_slot",
                     )
                 time.sleep(wait if end is None else min(wait, max(0.0, end - now)))
                 wait = min(wait * 2, self.MAX_WAIT_S)
-                slot = self.registry.acquire(key)
-                if slot is not None and slot.host_id not in avoid:
+                slot = self.registry.acquire(key, avoid=failures)
+                if slot is not None:
+                    if not slot.registered:
+                        self._register_again(key)
                     return slot
         finally:
             self.registry.stop_waiting(key, wait_id)
 
 
+    def _register_again(self, key: str) -> None:
+        """Redis lost the action's registration (restarted empty): hosts started from now on
+        load the action from it, so put it back."""
+        if key in self._specs:
+            self.registry.register_action(key, self._specs[key])
+
+
+def _failed(failures: Mapping[str, str]) -> str:
+    return "; ".join(f"model host {host_id} failed: {what}" for host_id, what in failures.items())
+
+
+def _excerpt(payload: bytes) -> str:
+    return repr(payload[:200])
+
+
 def _unwrap(status: int, payload: bytes, host_id: str) -> Forwarded:
     if status != 200:
-        raise RoutingError(f"model host {host_id} refused the activation: HTTP {status} {payload[:200]!r}")
+        raise RoutingError(
+            f"model host {host_id} refused the activation: HTTP {status} {_excerpt(payload)}", "refused"
+        )
     try:
         envelope = json.loads(payload)
         return Forwarded(
@@ -227,7 +374,7 @@ def _unwrap(status: int, payload: bytes, host_id: str) -> Forwarded:
             stderr=str(envelope.get("stderr", "")),
         )
     except (ValueError, KeyError, TypeError) as exc:
-        raise RoutingError(f"model host {host_id} sent an unreadable answer: {exc}") from exc
+        raise RoutingError(f"model host {host_id} sent an unreadable answer: {exc}", "bad_answer") from exc
 
 
 def envelope(status: int, payload: bytes, logs: Mapping[str, str]) -> bytes:
@@ -334,6 +481,7 @@ class HostIdentity:
     namespace: str
     limit: int  # the most activations this host runs at once
     actions: tuple[str, ...]  # assigned by the scaler at start
+    keepalive_s: float  # how long the host keeps an idle connection open (routers read it)
 
 
 class Heartbeat:
@@ -376,6 +524,7 @@ class Heartbeat:
                 reported_in_flight=state["in_flight"],
                 memory_bytes=state["memory_bytes"],
                 model_load_s=state["model_load_s"],
+                keepalive_s=me.keepalive_s,
             )
         )
 

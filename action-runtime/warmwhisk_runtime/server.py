@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -74,15 +75,23 @@ def _start_host(config: RuntimeConfig, runtime: Runtime, hosted: HostedActions) 
         namespace=config.namespace,
         limit=config.max_concurrent,
         actions=config.host_actions,
+        keepalive_s=config.keepalive_s,
     )
     Heartbeat(hosted.registry, identity, runtime.host_state, config.heartbeat_s, HostRecord).start()
 
     def load_assigned() -> None:
-        for key in config.host_actions:
-            try:
-                hosted.get(key)
-            except HostingError as exc:
-                sys.stderr.write(f"warmwhisk host: {exc}\n")
+        # Until every assigned action is loaded: its registration may come later (a router puts
+        # it back after Redis lost it), and a failed load is tried again each heartbeat period.
+        pending = list(config.host_actions)
+        while pending:
+            for key in list(pending):
+                try:
+                    hosted.get(key)
+                    pending.remove(key)
+                except HostingError as exc:
+                    sys.stderr.write(f"warmwhisk host: {exc}; trying again\n")
+            if pending:
+                time.sleep(config.heartbeat_s)
 
     threading.Thread(target=load_assigned, name="host-actions", daemon=True).start()
 

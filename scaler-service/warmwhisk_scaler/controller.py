@@ -136,6 +136,7 @@ class Controller:
         running = {h.host_id: h for h in self.backend.running()}
         pools = set(self.registry.registered_actions()) | {a for r in records for a in r.actions}
         pools |= {s.host.pool for s in self._starting.values()}
+        self._drain_unreachable(now, records)
         for pool in sorted(pools):
             self._tick_pool(pool, now, [r for r in records if pool in r.actions], running)
         self._finish_draining(now, records)
@@ -278,6 +279,17 @@ class Controller:
             return
         self.registry.preset_limit(host_id, limit)
         self._starting[host_id] = _Starting(host, limit)
+
+    def _drain_unreachable(self, now: float, records: list[HostRecord]) -> None:
+        """A host a router could not reach is drained and stopped; the policies see one host
+        fewer and start a replacement if the pool still needs it."""
+        for record in records:
+            if record.unreachable and record.host_id not in self._draining:
+                self.registry.set_limit(record.host_id, 0)
+                self._draining[record.host_id] = now
+                pool = record.actions[0] if record.actions else ""
+                reason = f"a router could not reach host {record.host_id}"
+                self._log(now, pool, Decision.remove_hosts([record.host_id], reason))
 
     def _finish_draining(self, now: float, records: list[HostRecord]) -> None:
         """Stop drained hosts once idle (or after a grace period), and hosts that never got warm."""

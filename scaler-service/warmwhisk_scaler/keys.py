@@ -11,7 +11,9 @@ key                          type    content                                    
                                      ``actions`` (JSON list), ``models`` (JSON list),        refreshed by
                                      ``state``, ``limit`` (the host's own cap),              every heartbeat
                                      ``reported_in_flight``, ``memory_bytes``,
-                                     ``model_load_s``, ``heartbeat_at`` (unix s), and
+                                     ``model_load_s``, ``keepalive_s`` (how long the host
+                                     keeps an idle connection open),
+                                     ``heartbeat_at`` (unix s), and
                                      ``serves:<action>`` = 1 per action (``serves_field``)
 ``P:hosts``                  set     ids of hosts that heartbeated; pruned lazily            none
                                      (``Registry.hosts``) once their record has expired
@@ -24,6 +26,8 @@ key                          type    content                                    
 ``P:limits``                 hash    ``<host>`` → concurrency limit set by the scaler        none
                                      (routing uses min(this, the host's own cap))
 ``P:removed:<host>``         string  tombstone: heartbeats of a removed host are ignored     2 heartbeat TTLs
+``P:unreachable:<host>``     string  a router could not reach the host (refused, reset);      2 heartbeat TTLs
+                                     ``acquire`` skips it, the scaler replaces it
 ``P:action:<action>``        string  the action's registration, JSON: namespace, name,       none
                                      models, code digest, ...
                                      (``Registry.register_action``)
@@ -109,6 +113,14 @@ class RedisKeys:
 
     def removed(self, host_id: str) -> str:
         return self.removed_prefix + host_id
+
+    @property
+    def unreachable_prefix(self) -> str:
+        """``unreachable(h) == unreachable_prefix + h``; handed to the acquire script."""
+        return f"{self.prefix}:unreachable:"
+
+    def unreachable(self, host_id: str) -> str:
+        return self.unreachable_prefix + host_id
 
     # Actions.
     def action(self, action: str) -> str:

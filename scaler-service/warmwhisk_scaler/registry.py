@@ -49,7 +49,7 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -90,9 +90,14 @@ class HostRecord:
     reported_in_flight: int = 0
     memory_bytes: int = 0  # PSS
     model_load_s: float | None = None  # measured, None until the host has loaded its models
+    # Seconds the host keeps an idle keep-alive connection open (0: not advertised). Routers drop
+    # their pooled connections to the host before that, instead of finding them closed.
+    keepalive_s: float = 0.0
     heartbeat_at: float = 0.0  # unix seconds
     slots_in_use: int = field(default=0, compare=False)
     scaler_limit: int | None = field(default=None, compare=False)
+    # A router could not reach the host lately (``Registry.report_unreachable``).
+    unreachable: bool = field(default=False, compare=False)
 
     @property
     def routing_limit(self) -> int:
@@ -108,6 +113,8 @@ class Slot:
     address: str
     action: str
     in_use: int  # slots in use on the host right after this acquire
+    keepalive_s: float = 0.0  # the host's advertised keep-alive (0: unknown)
+    registered: bool = True  # False: the action's registration is gone (Redis lost its state)
 
 
 @dataclass(frozen=True)
@@ -255,6 +262,7 @@ class Registry:
             "reported_in_flight": str(record.reported_in_flight),
             "memory_bytes": str(record.memory_bytes),
             "model_load_s": "" if record.model_load_s is None else repr(record.model_load_s),
+            "keepalive_s": repr(float(record.keepalive_s)),
             "heartbeat_at": repr(self._clock()),
         }
         fields.update({k.serves_field(action): "1" for action in record.actions})
@@ -275,14 +283,19 @@ class Registry:
             pipe.hgetall(k.host(host_id))
         pipe.hmget(k.slots, ids)
         pipe.hmget(k.limits, ids)
-        *records, slots, limits = pipe.execute()
+        for host_id in ids:
+            pipe.exists(k.unreachable(host_id))
+        results = pipe.execute()
+        n = len(ids)
+        records, slots, limits, flags = results[:n], results[n], results[n + 1], results[n + 2 :]
         live: list[HostRecord] = []
         expired: list[str] = []
-        for host_id, raw, used, scaler_limit in zip(ids, records, slots, limits, strict=True):
+        for host_id, raw, used, limit, flagged in zip(ids, records, slots, limits, flags, strict=True):
             if not raw:
                 expired.append(host_id)
                 continue
-            live.append(self._decode(host_id, raw, used, None if scaler_limit is None else int(scaler_limit)))
+            scaler_limit = None if limit is None else int(limit)
+            live.append(self._decode(host_id, raw, used, scaler_limit, bool(flagged)))
         if expired:
             self._prune(keys=[k.hosts, k.slots, k.limits], args=[k.host_prefix, *expired])
         return live
@@ -294,13 +307,17 @@ class Registry:
         pipe.hgetall(k.host(host_id))
         pipe.hget(k.slots, host_id)
         pipe.hget(k.limits, host_id)
-        raw, used, scaler_limit = pipe.execute()
+        pipe.exists(k.unreachable(host_id))
+        raw, used, scaler_limit, flagged = pipe.execute()
         if not raw:
             return None
-        return self._decode(host_id, raw, used, None if scaler_limit is None else int(scaler_limit))
+        limit = None if scaler_limit is None else int(scaler_limit)
+        return self._decode(host_id, raw, used, limit, bool(flagged))
 
     @staticmethod
-    def _decode(host_id: str, raw: Mapping[Any, Any], used: Any, scaler_limit: int | None) -> HostRecord:
+    def _decode(
+        host_id: str, raw: Mapping[Any, Any], used: Any, scaler_limit: int | None, unreachable: bool = False
+    ) -> HostRecord:
         f = {_text(key): _text(value) or "" for key, value in raw.items()}
         return HostRecord(
             host_id=host_id,
@@ -313,9 +330,11 @@ class Registry:
             reported_in_flight=int(f["reported_in_flight"]),
             memory_bytes=int(f["memory_bytes"]),
             model_load_s=float(f["model_load_s"]) if f["model_load_s"] else None,
+            keepalive_s=float(f.get("keepalive_s") or 0.0),
             heartbeat_at=float(f["heartbeat_at"]),
             slots_in_use=int(used or 0),
             scaler_limit=scaler_limit,
+            unreachable=unreachable,
         )
 
     def remove_host(self, host_id: str) -> bool:
@@ -325,6 +344,13 @@ class Registry:
         keys = [k.host(host_id), k.hosts, k.slots, k.limits, k.removed(host_id)]
         ttl_ms = max(1, round(2 * self.heartbeat_ttl_s * 1000))
         return bool(self._remove(keys=keys, args=[host_id, k.action_hosts_prefix, ttl_ms]))
+
+    def report_unreachable(self, host_id: str) -> None:
+        """A router could not reach the host on a fresh connection, or lost it mid-request: routing
+        skips it (for every router) for two heartbeat TTLs, and the scaler replaces it. A host
+        that is in fact fine rejoins when the report expires."""
+        ttl_ms = max(1, round(2 * self.heartbeat_ttl_s * 1000))
+        self.redis.set(self.keys.unreachable(host_id), "1", px=ttl_ms)
 
     def set_limit(self, host_id: str, limit: int) -> bool:
         """The scaler's concurrency limit for a live host (kept across heartbeats; capped by the
@@ -347,18 +373,22 @@ class Registry:
         return {_text(member) or "" for member in self.redis.hkeys(self.keys.limits)}
 
     # Routing.
-    def acquire(self, action: str) -> Slot | None:
-        """Take a slot on the fullest live warm host serving ``action`` with room; None if none."""
+    def acquire(self, action: str, avoid: Iterable[str] = ()) -> Slot | None:
+        """Take a slot on the fullest live warm host serving ``action`` with room, other than the
+        hosts in ``avoid``; None if none."""
         k = self.keys
         found = self._evalsha(
             self._acquire,
-            [k.action_hosts(action), k.slots, k.limits, k.stats(action)],
-            [k.host_prefix, k.serves_field(action)],
+            [k.action_hosts(action), k.slots, k.limits, k.stats(action), k.action(action)],
+            [k.host_prefix, k.serves_field(action), k.unreachable_prefix, *avoid],
         )
         if not found:
             return None
-        host_id, address, in_use = found
-        return Slot(_text(host_id) or "", _text(address) or "", action, int(in_use))
+        host_id, address, in_use, keepalive, registered = found
+        return Slot(
+            _text(host_id) or "", _text(address) or "", action, int(in_use),
+            keepalive_s=float(_text(keepalive) or 0.0), registered=bool(registered),
+        )  # fmt: skip
 
     def release(self, slot: Slot, duration_s: float | None = None) -> bool:
         """Give ``slot`` back (never below 0) and count the completion, with its duration if given,
