@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
+import sys
 import zipfile
 
 import pytest
@@ -46,13 +48,26 @@ def test_sentiment_on_the_real_minilm_model(start_runtime):
     assert runtime.health()["model_loads"] == 3  # encoder, tokenizer and head, once each
 
 
-def test_digits_batched_on_held_out_images(start_process_runtime):
+def held_out_digits(count: int) -> tuple[list, list]:
+    """`count` images of the split `make models` held out of training (the same seeded split)."""
     from sklearn.datasets import load_digits
 
+    spec = importlib.util.spec_from_file_location("build_models", REPO / "examples" / "build_models.py")
+    assert spec is not None and spec.loader is not None
+    build_models = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = build_models  # its dataclasses look their module up there
+    spec.loader.exec_module(build_models)
     digits = load_digits()
+    train, held_out = build_models.stratified_split(digits.target.tolist())
+    assert not set(train) & set(held_out)
+    chosen = held_out[:count]
+    return [digits.data[i] for i in chosen], [digits.target[i] for i in chosen]
+
+
+def test_digits_batched_on_held_out_images(start_process_runtime):
     runtime = start_process_runtime(env=CONCURRENT)
     init_example(runtime, "digits", str(MODELS))
-    images, labels = digits.data[-64:], digits.target[-64:]
+    images, labels = held_out_digits(64)
     results = run_many(runtime, [{"value": {"pixels": image.tolist()}} for image in images])
     correct = sum(body["digit"] == label for (status, body), label in zip(results, labels, strict=True))
     assert all(status == 200 for status, _ in results)

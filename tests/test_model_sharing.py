@@ -19,7 +19,7 @@ MODEL_PY = """
 import torch
 
 def build():
-    return torch.nn.Sequential(*[torch.nn.Linear(1024, 1024) for _ in range(16)])
+    return torch.nn.Sequential(*[torch.nn.Linear(2048, 2048) for _ in range(16)])
 """
 CONTAINERS = 3
 IDLE_ACTION = "import torch\ndef main(args):\n    return {'threads': torch.get_num_threads()}\n"
@@ -28,13 +28,14 @@ import torch, warmwhisk
 net = warmwhisk.Model("/models/mlp", name="mlp")
 def main(args, models):
     with torch.no_grad():
-        return {"sum": float(models["mlp"](torch.ones(1, 1024)).sum())}
+        return {"sum": float(models["mlp"](torch.ones(1, 2048)).sum())}
 """
 
 
 @pytest.fixture(scope="module")
 def model_dir() -> Iterator[Path]:
-    """A 64 MB model folder the container user (uid 1000) can read, flushed to disk."""
+    """A 268 MB model folder the container user (uid 1000) can read, flushed to disk. (Big enough
+    that what each container allocates to serve, a few MB, does not read as copies.)"""
     root = Path(tempfile.mkdtemp(prefix="warmwhisk-models-"))
     folder = write_model_folder(root / "mlp", MODEL_PY)
     os.sync()  # pages of a just-written file count as private (dirty) until written back
@@ -76,4 +77,6 @@ def test_containers_mapping_one_model_share_its_pages(docker_client, model_dir):
     copies = (serving - idle) / weights
     print(f"{CONTAINERS} containers: idle {idle / 1e6:.0f} MB, serving {serving / 1e6:.0f} MB, "
           f"weights {weights / 1e6:.0f} MB -> {copies:.2f} copies")  # fmt: skip
-    assert copies < 1.5, f"{CONTAINERS} containers hold {copies:.2f} copies of the weights"
+    assert serving > idle > 0, "PSS was not measured"
+    # The bound the README states for `weight_copies_4` (make bench-models).
+    assert copies <= 1.15, f"{CONTAINERS} containers hold {copies:.2f} copies of the weights"

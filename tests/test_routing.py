@@ -56,7 +56,7 @@ def test_routed_runs_are_served_by_a_warm_host_with_logs_and_sentinels_at_the_ro
 
     status, result = router.run({"x": 7}, activation_id="a-1")
     assert status == 200 and result["echo"] == 7 and result["id"] == "a-1"
-    assert result["pid"] != router.health().get("pid")
+    assert result["pid"] != router.health()["pid"]
     out, _ = router.wait_for_sentinels(1)
     assert "serving a-1" in out and out.index("serving a-1") < out.index(SENTINEL)
     host_out, _ = model_host.logs()

@@ -231,6 +231,7 @@ def test_process_records_of_dead_or_foreign_pids_are_dropped_without_killing(tmp
 # -- docker backend -----------------------------------------------------------------------------------
 
 
+@pytest.mark.docker
 def test_docker_limits_labels_and_read_only_models(docker_backends: Backends, tmp_path: Path) -> None:
     models = tmp_path / "models"
     models.mkdir()
@@ -283,6 +284,7 @@ def test_docker_limits_labels_and_read_only_models(docker_backends: Backends, tm
     assert not (models / "new").exists()
 
 
+@pytest.mark.docker
 def test_docker_unknown_image_is_a_clear_error(docker_backends: Backends) -> None:
     backend = DockerBackend(
         docker_backends.client, "warmwhisk/no-such-image:never", owner=docker_backends.owner,

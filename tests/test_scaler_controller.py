@@ -4,7 +4,9 @@ replicas, a Redis restart, manual scale, and a host container killed while it se
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -171,11 +173,18 @@ def test_manual_scale_pins_the_host_count(redis_server, scaler, start_process_ru
                what="the hosts to drain and stop")  # fmt: skip
 
 
-def test_a_host_container_killed_while_serving_is_retried_and_replaced(
-    start_process_runtime, redis_server, scaler, docker_client
+def kill_host(request, scaler: dict, host_id: str) -> None:
+    """SIGKILL a host as its engine would see a crash: the container, or the process group."""
+    backend = scaler["backend"]
+    if isinstance(backend, DockerBackend):
+        request.getfixturevalue("docker_client").containers.get(host_id).kill()
+    else:
+        os.killpg(backend._read(host_id).pid, signal.SIGKILL)
+
+
+def test_a_host_killed_while_serving_is_retried_and_replaced(
+    request, start_process_runtime, redis_server, scaler
 ):
-    if not isinstance(scaler["backend"], DockerBackend):
-        pytest.skip("kills a container; the process variant is in tests/test_routing.py")
     from warmwhisk_scaler import pool_config
 
     registry = scaler["registry"]
@@ -189,7 +198,7 @@ def test_a_host_container_killed_while_serving_is_retried_and_replaced(
     thread.start()
     wait_until(lambda: any(h.slots_in_use for h in registry.hosts()), what="the run to take a slot")
     (busy,) = [h.host_id for h in registry.hosts() if h.slots_in_use]
-    docker_client.containers.get(busy).kill()  # SIGKILL while it serves
+    kill_host(request, scaler, busy)  # SIGKILL while it serves
     thread.join(timeout=60)
     status, body = answers["r"]
     assert status == 200 and body == {"n": 0}, body  # retried once on the other host

@@ -17,16 +17,30 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+class PssUnavailable(OSError):
+    """The kernel would not tell a process's PSS (the process is gone, no permission, no
+    smaps_rollup): a measurement that did not happen, never a zero."""
+
+
 def pss_bytes(pid: int | str = "self") -> int:
-    """PSS of one process in bytes (0 if it is gone)."""
+    """PSS of one process in bytes; raises `PssUnavailable` when it cannot be read."""
+    path = Path(f"/proc/{pid}/smaps_rollup")
     try:
-        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return 0
+        text = path.read_text()
+    except OSError as exc:
+        raise PssUnavailable(f"cannot read {path}: {exc}") from exc
     for line in text.splitlines():
         if line.startswith("Pss:"):
             return int(line.split()[1]) * 1024
-    return 0
+    raise PssUnavailable(f"{path} has no Pss line")
+
+
+def own_pss_bytes() -> int | None:
+    """This process's PSS, or None where the kernel does not report it (for /healthz)."""
+    try:
+        return pss_bytes()
+    except PssUnavailable:
+        return None
 
 
 def total_pss_bytes(pids: list[int]) -> int:

@@ -7,6 +7,7 @@ the WSGI layer in `app.py` only moves bytes. Statuses and messages follow `contr
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import traceback
@@ -20,7 +21,7 @@ from .invocation import Invocation
 from .isolation import Activation, ActivationEnviron, ActivationLog, LogSink, current_activation
 from .metrics import RuntimeMetrics
 from .models import ModelProvider
-from .procmem import IdleHeapTrimmer, pss_bytes
+from .procmem import IdleHeapTrimmer, own_pss_bytes
 from .routing import (
     ACTION_HEADER,
     Forwarded,
@@ -149,7 +150,7 @@ class Runtime:
             "actions": self.hosted.keys() if self.hosted is not None else [],
             "models": [m["name"] for m in models if m["ready"]],
             "in_flight": self._activity.running,
-            "memory_bytes": pss_bytes(),
+            "memory_bytes": own_pss_bytes() or 0,  # 0: not reported (the registry's "unknown")
             "model_load_s": max((m["load_seconds"] for m in models), default=None),
         }
 
@@ -298,6 +299,7 @@ class Runtime:
         mode = "host" if self.hosted is not None else "routed" if self.router is not None else "direct"
         return {
             "status": "ok",
+            "pid": os.getpid(),
             "mode": mode,
             "initialized": self.action is not None,
             "action": None if self.action is None else self.action.name,
@@ -308,6 +310,6 @@ class Runtime:
             "heap_trims": self._activity.trims,
             "models": self.provider.store.snapshot(),
             "model_loads": self.provider.store.loads,
-            "pss_bytes": pss_bytes(),
+            "pss_bytes": own_pss_bytes(),
             "model_memory_budget_bytes": self.provider.store.budget_bytes,
         }
