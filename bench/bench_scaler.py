@@ -76,15 +76,16 @@ for _path in (BENCH, RUNTIME_SRC, SCALER_SRC):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
+from warmwhisk_scaler.keys import RedisKeys  # noqa: E402
+from warmwhisk_scaler.redis_process import RedisProcess  # noqa: E402
+from warmwhisk_scaler.registry import HostRecord, Registry, connect_redis  # noqa: E402
+
 import bench_runtime  # noqa: E402  (its client: measure / http_worker, and its server processes)
 from report import free_port, loadavg, rnd, table  # noqa: E402
 from warmwhisk_runtime.procmem import total_pss_bytes  # noqa: E402
 from warmwhisk_scaler import pool_config  # noqa: E402
 from warmwhisk_scaler.backends import HostSpec, ProcessBackend, RunningHost  # noqa: E402
 from warmwhisk_scaler.controller import Controller, ControlLoop  # noqa: E402
-from warmwhisk_scaler.keys import RedisKeys  # noqa: E402
-from warmwhisk_scaler.redis_process import RedisProcess  # noqa: E402
-from warmwhisk_scaler.registry import HostRecord, Registry, connect_redis  # noqa: E402
 from warmwhisk_scaler.settings import ScalerSettings  # noqa: E402
 
 IMAGE = os.environ.get("WARMWHISK_IMAGE", "warmwhisk/runtime:dev")

@@ -6,7 +6,8 @@
 #   2. wheelhouse: build/wheelhouse/, the image's Python packages downloaded on
 #      the host (containers cannot reach an index), redone only when the
 #      requirements change;
-#   3. `docker build --network host` of action-runtime/Dockerfile from the repo root.
+#   3. build/wheels/: wheels of host-protocol and action-runtime (never the scaler);
+#   4. `docker build --network host` of action-runtime/Dockerfile from the repo root.
 #
 # Environment:
 #   IMAGE           tag to build            (default warmwhisk/runtime:dev)
@@ -123,7 +124,13 @@ else
     say "wheelhouse ready in $((SECONDS - t0))s ($(du -sh "$wheelhouse" | cut -f1))"
 fi
 
-# --- 3. the image -----------------------------------------------------------
+# --- 3. the components' wheels ---------------------------------------------
+# The host contract and the runtime (the image holds no scaler code).
+rm -rf "$build_dir/wheels"
+"$pip_py" -m pip wheel -q --no-deps --no-build-isolation -w "$build_dir/wheels" ./host-protocol ./action-runtime \
+    >"$build_dir/wheels.log" 2>&1 || { cat "$build_dir/wheels.log" >&2; die "building the wheels failed"; }
+
+# --- 4. the image -----------------------------------------------------------
 t0=$SECONDS
 build_args=(build --network host --build-arg "BASE_IMAGE=$base"
     -f action-runtime/Dockerfile -t "$image" .)

@@ -2,7 +2,8 @@
 # Prepare this machine for building and testing warmwhisk (run as root; `make setup`).
 # Idempotent and silent when there is nothing to do:
 #   1. apt packages: docker.io, debootstrap, redis-server (and python3-venv if needed);
-#   2. the dev virtualenv .venv/ with requirements.txt (skipped while unchanged);
+#   2. the dev virtualenv .venv/ with requirements.txt and the components installed editable
+#      (skipped while unchanged);
 #   3. a running Docker engine (deploy/start-dockerd.sh).
 set -euo pipefail
 
@@ -41,13 +42,22 @@ if [ ! -e "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
 
-# The stamp covers requirements.txt and the files it pulls in with -r.
-req_hash=$(cat requirements*.txt action-runtime/requirements*.txt | sha256sum | cut -d' ' -f1)
+# The components, editable: `.venv/bin/python -m warmwhisk_runtime`, `.venv/bin/warmwhisk-scaler`
+# and the tests run the code in this checkout. Their dependencies are the pinned ones above.
+components=(host-protocol action-runtime scaler-service simulator)
+
+# The stamp covers the requirements (and the files they pull in with -r) and the components'
+# pyproject.toml files.
+req_hash=$(cat requirements*.txt action-runtime/requirements*.txt \
+    "${components[@]/%//pyproject.toml}" | sha256sum | cut -d' ' -f1)
 stamp="$venv/.requirements.sha256"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$req_hash" ]; then
-    say "installing requirements.txt into $venv"
+    say "installing requirements.txt and the components into $venv"
     "$venv/bin/python" -m pip install -q -r requirements.txt
     "$venv/bin/python" -m pip install -q --no-deps -r requirements-nodeps.txt
+    editable=()
+    for c in "${components[@]}"; do editable+=(-e "./$c"); done
+    "$venv/bin/python" -m pip install -q --no-deps --no-build-isolation "${editable[@]}"
     echo "$req_hash" >"$stamp"
 fi
 

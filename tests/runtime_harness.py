@@ -26,8 +26,6 @@ import requests
 from warmwhisk_runtime.contract import SENTINEL
 
 REPO = Path(__file__).resolve().parent.parent
-RUNTIME_SRC = REPO / "action-runtime"
-SCALER_SRC = REPO / "scaler-service"  # the registry client routed and host modes use
 IMAGE = os.environ.get("WARMWHISK_IMAGE", "warmwhisk/runtime:dev")
 TEST_LABEL = "warmwhisk.test"
 # This test session's containers carry TEST_LABELS: teardown removes exactly those, so two
@@ -167,7 +165,7 @@ class ProcessRuntime(RuntimeHandle):
             for k, v in os.environ.items()
             if not k.startswith("__OW_") and not k.startswith("WARMWHISK_")
         }
-        full_env.update({"PYTHONPATH": f"{RUNTIME_SRC}:{SCALER_SRC}", "PYTHONUNBUFFERED": "1", **(env or {})})
+        full_env.update({"PYTHONUNBUFFERED": "1", **(env or {})})
         with open(self._out_path, "wb") as out, open(self._err_path, "wb") as err:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "warmwhisk_runtime", "--host", "127.0.0.1", "--port", str(port),

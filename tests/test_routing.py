@@ -8,9 +8,9 @@ import time
 import pytest
 
 from runtime_harness import RuntimeHandle, wait_until
+from warmwhisk_protocol.keys import RedisKeys
+from warmwhisk_protocol.registry import RedisRegistry
 from warmwhisk_runtime.contract import SENTINEL
-from warmwhisk_scaler.keys import RedisKeys
-from warmwhisk_scaler.registry import Registry
 
 ACTION = """
 import os, time
@@ -36,11 +36,11 @@ def host(start, redis_server, key: str, host_id: str, namespace: str = "guest") 
 
 
 @pytest.fixture
-def registry(redis_server) -> Registry:
-    return Registry(redis_server.client(), RedisKeys(), heartbeat_ttl_s=0.6)
+def registry(redis_server) -> RedisRegistry:
+    return RedisRegistry(redis_server.client(), RedisKeys(), heartbeat_ttl_s=0.6)
 
 
-def warm_hosts(registry: Registry) -> list[str]:
+def warm_hosts(registry: RedisRegistry) -> list[str]:
     return [h.host_id for h in registry.hosts() if h.state == "warm"]
 
 

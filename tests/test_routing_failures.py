@@ -18,9 +18,10 @@ from collections.abc import Iterator
 import pytest
 
 from runtime_harness import RuntimeHandle, wait_until
-from warmwhisk_runtime.routing import HostConnections, HostFailed
-from warmwhisk_scaler.keys import RedisKeys
-from warmwhisk_scaler.registry import HostRecord, Registry
+from warmwhisk_protocol.keys import RedisKeys
+from warmwhisk_protocol.records import HostRecord
+from warmwhisk_protocol.registry import RedisRegistry as Registry
+from warmwhisk_runtime.router import HostConnections, HostFailed
 
 ACTION = """
 import os, time

@@ -23,10 +23,10 @@ import requests
 from flask.testing import FlaskClient
 
 from redis_harness import free_loopback_port
-from runtime_harness import RUNTIME_SRC, SCALER_SRC, wait_until
+from runtime_harness import wait_until
+from warmwhisk_protocol.keys import RedisKeys
+from warmwhisk_protocol.records import HostRecord
 from warmwhisk_scaler.api import create_app
-from warmwhisk_scaler.keys import RedisKeys
-from warmwhisk_scaler.registry import HostRecord
 from warmwhisk_scaler.service import Service, build
 from warmwhisk_scaler.settings import ScalerSettings
 
@@ -310,13 +310,10 @@ def test_scale_and_decisions_reject_bad_requests_with_json_errors(service, clien
 
 def scaler_process(redis_url: str, port: int, state_dir: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WARMWHISK_")}
-    env.update(
-        PYTHONPATH=os.pathsep.join([str(RUNTIME_SRC), str(SCALER_SRC)]),
-        WARMWHISK_SCALER_STATE_DIR=str(state_dir),
-        PYTHONUNBUFFERED="1",
-    )
-    command = [sys.executable, "-m", "warmwhisk_scaler", "--backend", "process", "--redis-url", redis_url,
-               "--token", TOKEN, "--port", str(port), "--tick", "0.2"]  # fmt: skip
+    env.update(WARMWHISK_SCALER_STATE_DIR=str(state_dir), PYTHONUNBUFFERED="1")
+    # The console script `make setup` installs, as an operator types it.
+    command = [str(Path(sys.executable).with_name("warmwhisk-scaler")), "--backend", "process",
+               "--redis-url", redis_url, "--token", TOKEN, "--port", str(port), "--tick", "0.2"]  # fmt: skip
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

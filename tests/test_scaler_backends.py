@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from runtime_harness import IMAGE, TEST_LABEL, TEST_LABELS, wait_until
+from warmwhisk_protocol.host import Env
 from warmwhisk_scaler.backends import BackendError, HostBackend, HostSpec, ProcessBackend, RunningHost
 from warmwhisk_scaler.backends.docker_backend import LABEL_OWNER, DockerBackend
 
@@ -89,8 +90,11 @@ def docker_backends(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
 
 
 def spec(pool: str = "guest/classify", **kwargs: Any) -> HostSpec:
-    env = kwargs.pop("env", {"WARMWHISK_KEEPALIVE_S": "30"})
-    return HostSpec(host_id=f"h-test-{secrets.token_hex(4)}", pool=pool, env=env, **kwargs)
+    """A host in direct mode (the backends start whatever runtime they are given) with its id in
+    its environment, as `HostLaunch.environment()` puts it."""
+    host_id = f"h-test-{secrets.token_hex(4)}"
+    env = {Env.KEEPALIVE_S: "30", Env.HOST_ID: host_id, **kwargs.pop("env", {})}
+    return HostSpec(host_id=host_id, pool=pool, env=env, **kwargs)
 
 
 def healthy(host: RunningHost) -> bool:

@@ -17,12 +17,14 @@ from pathlib import Path
 import pytest
 import requests
 
-from runtime_harness import IMAGE, RUNTIME_SRC, SCALER_SRC, TEST_LABELS, wait_until
+from runtime_harness import IMAGE, TEST_LABELS, wait_until
+from warmwhisk_protocol.keys import RedisKeys
+from warmwhisk_protocol.registry import RedisRegistry
 from warmwhisk_scaler.backends import DockerBackend, ProcessBackend
 from warmwhisk_scaler.controller import Controller, ControlLoop
-from warmwhisk_scaler.keys import RedisKeys
-from warmwhisk_scaler.registry import Registry
+from warmwhisk_scaler.pool_config import PoolConfig
 from warmwhisk_scaler.settings import ScalerSettings
+from warmwhisk_scaler.state import RedisLease, RedisScalerStore
 
 ACTION = "import time\ndef main(args):\n    time.sleep(0.2)\n    return {'n': args.get('n')}\n"
 INIT_ENV = {"__OW_NAMESPACE": "guest", "__OW_ACTION_NAME": "/guest/slow"}
@@ -47,11 +49,12 @@ def scaler(request, redis_server, tmp_path) -> Iterator[dict]:
         client = request.getfixturevalue("docker_client")
         backend = DockerBackend(client, IMAGE, owner=owner, extra_labels=TEST_LABELS)
     else:
-        backend = ProcessBackend(
-            state_dir=config.state_dir, pythonpath=f"{RUNTIME_SRC}:{SCALER_SRC}", owner=owner
-        )
-    registry = Registry(redis_server.client(), RedisKeys(), heartbeat_ttl_s=config.heartbeat_ttl_s)
-    parts = {"settings": config, "backend": backend, "registry": registry, "loops": []}
+        backend = ProcessBackend(state_dir=config.state_dir, owner=owner)
+    client = redis_server.client()
+    registry = RedisRegistry(client, RedisKeys(), heartbeat_ttl_s=config.heartbeat_ttl_s)
+    store = RedisScalerStore(client, RedisKeys())
+    parts = {"settings": config, "backend": backend, "registry": registry, "store": store, "loops": [],
+             "client": client}  # fmt: skip
     yield parts
     for loop in parts["loops"]:
         loop.stop()
@@ -59,7 +62,8 @@ def scaler(request, redis_server, tmp_path) -> Iterator[dict]:
 
 
 def start_loop(scaler: dict, holder: str) -> Loop:
-    controller = Controller(scaler["registry"], scaler["backend"], scaler["settings"], holder_id=holder)
+    lease = RedisLease(scaler["client"], RedisKeys(), holder, scaler["settings"].lease_ttl_s)
+    controller = Controller(scaler["registry"], scaler["backend"], scaler["settings"], lease, scaler["store"])
     loop = Loop(controller)
     scaler["loops"].append(loop)
     return loop
@@ -160,15 +164,13 @@ def test_after_a_redis_restart_the_registry_is_rebuilt_without_duplicate_hosts(
 
 
 def test_manual_scale_pins_the_host_count(redis_server, scaler, start_process_runtime):
-    from warmwhisk_scaler import pool_config
-
     registry = scaler["registry"]
     _, key = routed_action(start_process_runtime, redis_server, registry)
-    pool_config.save(registry.redis, registry.keys, key, pool_config.PoolConfig(manual_hosts=2))
+    scaler["store"].save_pool_config(key, PoolConfig(manual_hosts=2))
     start_loop(scaler, "replica-a")
     wait_until(lambda: len([h for h in registry.hosts() if h.state == "warm"]) == 2, timeout_s=20,
                what="two warm hosts")  # fmt: skip
-    pool_config.save(registry.redis, registry.keys, key, replace(pool_config.PoolConfig(), manual_hosts=0))
+    scaler["store"].save_pool_config(key, replace(PoolConfig(), manual_hosts=0))
     wait_until(lambda: registry.hosts() == [] and scaler["backend"].running() == [], timeout_s=20,
                what="the hosts to drain and stop")  # fmt: skip
 
@@ -185,11 +187,9 @@ def kill_host(request, scaler: dict, host_id: str) -> None:
 def test_a_host_killed_while_serving_is_retried_and_replaced(
     request, start_process_runtime, redis_server, scaler
 ):
-    from warmwhisk_scaler import pool_config
-
     registry = scaler["registry"]
     router, key = routed_action(start_process_runtime, redis_server, registry)
-    pool_config.save(registry.redis, registry.keys, key, pool_config.PoolConfig(manual_hosts=2))
+    scaler["store"].save_pool_config(key, PoolConfig(manual_hosts=2))
     start_loop(scaler, "replica-a")
     wait_until(lambda: len([h for h in registry.hosts() if h.state == "warm"]) == 2, timeout_s=60,
                what="two warm host containers")  # fmt: skip

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from warmwhisk_protocol.forwarding import WSGI_ACTION_HEADER
+
 from .contract import BAD_REQUEST, PAYLOAD_TOO_LARGE
-from .routing import HTTP_ACTION_HEADER
 from .runtime import Response, Runtime, error_response
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
@@ -64,7 +65,7 @@ class ActionApp:
         self._routes: dict[str, Callable[[bytes, dict[str, Any]], Response]] = {
             "/init": lambda raw, _environ: runtime.init(raw),
             # A model host learns which action a forwarded run is for from a header.
-            "/run": lambda raw, environ: runtime.run(raw, environ.get(HTTP_ACTION_HEADER)),
+            "/run": lambda raw, environ: runtime.run(raw, environ.get(WSGI_ACTION_HEADER)),
         }
         self._max_body = max_body_bytes
 

@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from warmwhisk_protocol.host import Env, heartbeat_ttl_s, model_memory_budget
+
 MIB = 1024 * 1024
 
 
@@ -79,6 +81,11 @@ class RuntimeConfig:
         return self.allow_concurrent or self.mode != "direct"
 
     @property
+    def heartbeat_ttl_s(self) -> float:
+        """How long the registry keeps this host's record without a new heartbeat."""
+        return heartbeat_ttl_s(self.heartbeat_s)
+
+    @property
     def server_threads(self) -> int:
         """Request threads: one per admitted activation plus a few to answer while full."""
         return (self.max_concurrent if self.concurrent else 1) + 4
@@ -98,6 +105,19 @@ def _positive_int(environ: Mapping[str, str], name: str, default: int, minimum: 
         raise SystemExit(f"warmwhisk runtime: {name} must be an integer, got {raw!r}") from None
     if value < minimum:
         raise SystemExit(f"warmwhisk runtime: {name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _positive_float(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SystemExit(f"warmwhisk runtime: {name} must be a number, got {raw!r}") from None
+    if not 0 < value < float("inf"):
+        raise SystemExit(f"warmwhisk runtime: {name} must be a positive number, got {raw!r}")
     return value
 
 
@@ -124,25 +144,25 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> RuntimeConfi
         metrics_host=args.metrics_host or args.host,
         metrics_port=metrics_port,
         allow_concurrent=_truthy(environ.get("__OW_ALLOW_CONCURRENT")),
-        max_concurrent=_positive_int(environ, "WARMWHISK_MAX_CONCURRENT", 64),
+        max_concurrent=_positive_int(environ, Env.MAX_CONCURRENT, 64),
         max_body_bytes=_positive_int(environ, "WARMWHISK_MAX_BODY_BYTES", 64 * MIB),
         max_zip_bytes=_positive_int(environ, "WARMWHISK_MAX_ZIP_BYTES", 1024 * MIB),
         max_log_bytes=_positive_int(environ, "WARMWHISK_MAX_LOG_BYTES", 10 * MIB),
         handler=environ.get("WARMWHISK_HANDLER") or None,
         action_dir=environ.get("WARMWHISK_ACTION_DIR") or None,
-        keepalive_s=_positive_int(environ, "WARMWHISK_KEEPALIVE_S", 75),
-        model_memory_bytes=_positive_int(environ, "WARMWHISK_MODEL_MEMORY_BYTES", default_model_budget()),
+        keepalive_s=_positive_int(environ, Env.KEEPALIVE_S, 75),
+        model_memory_bytes=_positive_int(environ, Env.MODEL_MEMORY_BYTES, default_model_budget()),
         model_cache_dir=environ.get("WARMWHISK_MODEL_CACHE") or "/tmp/warmwhisk-models",
         preload=_csv(environ.get("WARMWHISK_PRELOAD", "")),
         torch_threads=_positive_int(environ, "WARMWHISK_TORCH_THREADS", 0, minimum=0),
         mode=_mode(environ),
-        router_url=environ.get("WARMWHISK_ROUTER_URL") or None,
-        redis_prefix=environ.get("WARMWHISK_REDIS_PREFIX") or "warmwhisk",
-        host_id=environ.get("WARMWHISK_HOST_ID", ""),
-        namespace=environ.get("WARMWHISK_NAMESPACE", ""),
-        host_actions=_csv(environ.get("WARMWHISK_HOST_ACTIONS", "")),
-        advertise=environ.get("WARMWHISK_ADVERTISE") or f"127.0.0.1:{port}",
-        heartbeat_s=float(environ.get("WARMWHISK_HEARTBEAT_S") or 1.0),
+        router_url=environ.get(Env.REGISTRY_URL) or None,
+        redis_prefix=environ.get(Env.REDIS_PREFIX) or "warmwhisk",
+        host_id=environ.get(Env.HOST_ID, ""),
+        namespace=environ.get(Env.NAMESPACE, ""),
+        host_actions=_csv(environ.get(Env.HOST_ACTIONS, "")),
+        advertise=environ.get(Env.ADVERTISE) or f"127.0.0.1:{port}",
+        heartbeat_s=_positive_float(environ, Env.HEARTBEAT_S, 1.0),
     )
 
 
@@ -150,15 +170,15 @@ MODES = ("direct", "routed", "host")
 
 
 def _mode(environ: Mapping[str, str]) -> str:
-    mode = environ.get("WARMWHISK_MODE") or "direct"
+    mode = environ.get(Env.MODE) or "direct"
     if mode not in MODES:
-        raise SystemExit(f"warmwhisk runtime: WARMWHISK_MODE must be one of {MODES}, got {mode!r}")
-    if mode != "direct" and not environ.get("WARMWHISK_ROUTER_URL"):
+        raise SystemExit(f"warmwhisk runtime: {Env.MODE} must be one of {MODES}, got {mode!r}")
+    if mode != "direct" and not environ.get(Env.REGISTRY_URL):
         raise SystemExit(
-            f"warmwhisk runtime: WARMWHISK_MODE={mode} needs WARMWHISK_ROUTER_URL (the registry's Redis)"
+            f"warmwhisk runtime: {Env.MODE}={mode} needs {Env.REGISTRY_URL} (the registry's Redis)"
         )
-    if mode == "host" and not environ.get("WARMWHISK_HOST_ID"):
-        raise SystemExit("warmwhisk runtime: WARMWHISK_MODE=host needs WARMWHISK_HOST_ID")
+    if mode == "host" and not environ.get(Env.HOST_ID):
+        raise SystemExit(f"warmwhisk runtime: {Env.MODE}=host needs {Env.HOST_ID}")
     return mode
 
 
@@ -167,7 +187,8 @@ def _csv(text: str) -> tuple[str, ...]:
 
 
 def default_model_budget() -> int:
-    """3/4 of the cgroup memory limit (docker --memory), else half of the machine's memory."""
+    """The model budget of the cgroup memory limit (docker --memory; `model_memory_budget`: 3/4),
+    else half of the machine's memory."""
     physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     # cgroup v2, then v1 (where "no limit" reads as a huge number)
     for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
@@ -176,5 +197,5 @@ def default_model_budget() -> int:
         except (OSError, ValueError):
             continue
         if 0 < limit < physical:
-            return limit * 3 // 4
+            return model_memory_budget(limit)
     return physical // 2

@@ -48,6 +48,10 @@ ACTIVATION_CONTEXT_KEYS = (
     "deadline",
     "api_key",
 )
+# Of those, the ones that name the action (the same for each of its activations); the others
+# belong to one activation (/init carries the triggering activation's, which must not stick).
+ACTION_IDENTITY_KEYS = ("namespace", "action_name", "action_version")
+PER_ACTIVATION_KEYS = tuple(k for k in ACTIVATION_CONTEXT_KEYS if k not in ACTION_IDENTITY_KEYS)
 
 _BASE64 = re.compile(r"^[A-Za-z0-9+/=\r\n]+$")
 

@@ -1,12 +1,16 @@
-"""How /run calls an initialized action: with its models leased, directly or micro-batched."""
+"""Loading an action (`ActionLoader`), and how /run calls it (`Invocation`): with its models
+leased, directly or micro-batched."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from .action import LoadedAction
+from warmwhisk_protocol.forwarding import ActionSpec, key_digest
+
+from .action import LoadedAction, import_action, unpack
 from .batching import Batcher, batch_policy
+from .config import RuntimeConfig
 from .isolation import Activation
 from .models import Model, ModelProvider, declared_models, wants_models
 from .runner import DeadlineRunner
@@ -53,3 +57,38 @@ class Invocation:
         main = self.action.main
         with self._provider.leased(self.models) as models:
             return main(batch, models) if self._pass_models else main(batch)
+
+
+class ActionLoader:
+    """Turns an action's code into an `Invocation`: unpacks and imports it, loads its models.
+
+    Direct mode loads one action, at /init, into the process's working directory; host mode
+    loads one per registration, each into a folder and module of its own (several share the
+    process, and the working directory stays).
+    """
+
+    def __init__(self, config: RuntimeConfig, provider: ModelProvider, runner: DeadlineRunner,
+                 on_batch: Callable[[int], None]) -> None:  # fmt: skip
+        self._config = config
+        self._provider = provider
+        self._runner = runner
+        self._on_batch = on_batch
+
+    def load_initialized(self, fields: dict[str, Any]) -> Invocation:
+        """The action of a direct-mode /init (`contract.init_fields`)."""
+        config = self._config
+        source = unpack(fields, config.handler, config.action_dir, config.max_zip_bytes)
+        return self._ready(import_action(source, fields["name"]))
+
+    def load_registered(self, key: str, spec: ActionSpec) -> Invocation:
+        """A registered action on a model host (`key` names it; its digest names its folder)."""
+        digest = key_digest(key) or "action"
+        folder = None if self._config.action_dir is None else f"{self._config.action_dir}/{digest}"
+        fields = {"name": spec.name, "main": spec.main, "code": spec.code, "binary": spec.binary}
+        source = unpack(fields, None, folder, self._config.max_zip_bytes)
+        return self._ready(import_action(source, key, module_name=f"main__{digest}", chdir=False))
+
+    def _ready(self, action: LoadedAction) -> Invocation:
+        invocation = Invocation(action, self._provider, self._runner, self._on_batch)
+        invocation.load_models()
+        return invocation

@@ -136,10 +136,13 @@ class ModelProvider:
     def acquire(self, model: Model) -> Lease:
         return self.store.acquire(self.request(model))
 
-    def preload(self, paths: tuple[str, ...]) -> None:
-        """Load self-describing models at process start (a prewarmed container, before /init).
-        A failure is written to stderr and left for /init to report, where it has a caller."""
+    def preload(self, paths: tuple[str, ...], stop: threading.Event | None = None) -> None:
+        """Load self-describing models at process start (a prewarmed container, before /init),
+        until `stop` is set. A failure is written to stderr and left for /init to report, where
+        it has a caller."""
         for path in paths:
+            if stop is not None and stop.is_set():
+                return
             try:
                 self.acquire(Model(path=path)).release()
             except ModelError as exc:

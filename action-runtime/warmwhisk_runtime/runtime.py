@@ -13,30 +13,19 @@ import time
 import traceback
 from typing import Any
 
+from warmwhisk_protocol.forwarding import Envelope
+
 from . import contract
-from .action import LoadedAction, import_action, unpack
 from .config import RuntimeConfig
 from .contract import ContractError, error_body
-from .invocation import Invocation
-from .isolation import Activation, ActivationEnviron, ActivationLog, LogSink, current_activation
+from .hosting import Target
+from .isolation import Activation, ActivationLog, LogSink, current_activation
 from .metrics import RuntimeMetrics
-from .models import ModelProvider
+from .modes import Mode
 from .procmem import IdleHeapTrimmer, own_pss_bytes
-from .routing import (
-    ACTION_HEADER,
-    Forwarded,
-    HostedActions,
-    HostingError,
-    RoutedTarget,
-    Router,
-    RoutingError,
-    Target,
-    action_key,
-    action_spec,
-    envelope,
-)
+from .router import RoutingError
 from .runner import DeadlineExceeded, DeadlineRunner, now_ms, seconds_left
-from .store import ModelError
+from .store import ModelError, ModelStore
 
 Response = tuple[int, bytes]
 
@@ -53,35 +42,34 @@ def error_response(status: int, message: str) -> Response:
 
 
 class Runtime:
+    """The contract every mode shares: init-once, parsing, admission, per-activation context and
+    logs, deadlines, results and metrics. What differs per mode is asked of `mode`."""
+
     def __init__(
         self,
         config: RuntimeConfig,
         sink: LogSink,
-        environ: ActivationEnviron,
         metrics: RuntimeMetrics,
-        provider: ModelProvider,
-        router: Router | None = None,
-        hosted: HostedActions | None = None,
+        store: ModelStore,
+        runner: DeadlineRunner,
+        mode: Mode,
+        activity: IdleHeapTrimmer,
     ) -> None:
         self.config = config
         self.sink = sink
-        self.environ = environ
         self.metrics = metrics
-        self.provider = provider
-        self.router = router  # routed mode
-        self.hosted = hosted  # host mode
+        self.store = store
+        self.mode = mode
         self.action: Target | None = None
-        if hosted is not None:
-            hosted.loader = self.load_hosted
         self._init_lock = threading.Lock()
         self._init_claimed = False
         # Admission: concurrent mode waits for one of `max_concurrent` slots; otherwise a /run
         # that overlaps another is refused, as upstream runtimes do.
         self._slots = threading.BoundedSemaphore(config.max_concurrent if config.concurrent else 1)
-        self._runner = DeadlineRunner()
+        self._runner = runner
         # Activations admitted and not finished (a host's heartbeat reports them); when none is
         # left, the freed C heap goes back to the kernel.
-        self._activity = IdleHeapTrimmer()
+        self._activity = activity
 
     # ----------------------------------------------------------------------------------- /init
     def init(self, raw: bytes) -> Response:
@@ -94,15 +82,8 @@ class Runtime:
         started = time.perf_counter()
         try:
             fields = contract.init_fields(contract.parse_json_object(raw, "/init"))
-            if self.hosted is not None:
-                raise ContractError(
-                    contract.FORBIDDEN, "A model host serves forwarded runs only; it takes no /init."
-                )
-            if self.router is not None:
-                return self._register_routed(fields, started)
-            self._apply_init_env(fields["env"])
             timeout = seconds_left(contract.deadline_ms(fields["env"]), now_ms())
-            self.action = self._runner.call(lambda: self._load(fields), timeout)
+            self.action = self.mode.init(fields, timeout)
         except ContractError as exc:
             return self._init_failed(exc.status, exc.message)
         except DeadlineExceeded:
@@ -122,60 +103,6 @@ class Runtime:
         self.metrics.init_seconds.set(time.perf_counter() - started)
         return json_response(contract.OK, {"ok": True})
 
-    def _load(self, fields: dict[str, Any]) -> Invocation:
-        source = unpack(fields, self.config.handler, self.config.action_dir, self.config.max_zip_bytes)
-        return self.invocation(import_action(source, fields["name"]))
-
-    def invocation(self, action: LoadedAction) -> Invocation:
-        """An imported action, ready to run: its models loaded."""
-        invocation = Invocation(action, self.provider, self._runner, self.metrics.batch_size.observe)
-        invocation.load_models()
-        return invocation
-
-    def load_hosted(self, key: str, spec: dict[str, Any]) -> Invocation:
-        """Host mode: load a registered action into this process (its own folder and module;
-        the working directory stays, as several actions share it)."""
-        fields = contract.init_fields({"value": spec})
-        for name, value in fields["env"].items():
-            self.environ[name] = value
-        digest = key.rpartition("@")[2] or "action"
-        folder = None if self.config.action_dir is None else f"{self.config.action_dir}/{digest}"
-        source = unpack(fields, None, folder, self.config.max_zip_bytes)
-        return self.invocation(import_action(source, key, module_name=f"main__{digest}", chdir=False))
-
-    def host_state(self) -> dict[str, Any]:
-        """What a host's heartbeat reports."""
-        models = self.provider.store.snapshot()
-        return {
-            "actions": self.hosted.keys() if self.hosted is not None else [],
-            "models": [m["name"] for m in models if m["ready"]],
-            "in_flight": self._activity.running,
-            "memory_bytes": own_pss_bytes() or 0,  # 0: not reported (the registry's "unknown")
-            "model_load_s": max((m["load_seconds"] for m in models), default=None),
-        }
-
-    def _register_routed(self, fields: dict[str, Any], started: float) -> Response:
-        """Routed mode: hand the action to the registry; the hosts load it, not this container."""
-        assert self.router is not None
-        key = action_key(fields)
-        try:
-            self.router.register(key, action_spec(fields))
-        except Exception as exc:  # noqa: BLE001 - the registry is unreachable or refused
-            return self._init_failed(
-                contract.INIT_FAILED, f"Cannot register the action with the router: {exc}"
-            )
-        self.action = RoutedTarget(self.router, key)
-        self.metrics.init_seconds.set(time.perf_counter() - started)
-        return json_response(contract.OK, {"ok": True})
-
-    def _apply_init_env(self, env: dict[str, str]) -> None:
-        """Init parameters and the triggering activation's `__OW_*` become process environment,
-        before the code loads (§2). Runs later see only their own `__OW_*` values."""
-        for key, value in env.items():
-            self.environ[key] = value
-            if key.startswith(contract.ENV_PREFIX):
-                self.environ.masked.add(key)
-
     def _init_failed(self, status: int, message: str) -> Response:
         if status == contract.BAD_REQUEST:
             self._init_claimed = False  # the body was unreadable: nothing was applied, try again
@@ -185,24 +112,15 @@ class Runtime:
         return error_response(status, message)
 
     # ------------------------------------------------------------------------------------ /run
-    def run(self, raw: bytes, hosted_action: str | None = None) -> Response:
-        """A /run; `hosted_action` is the action key a router forwarded it for (host mode)."""
+    def run(self, raw: bytes, action_key: str | None = None) -> Response:
+        """A /run; `action_key` is the action a router forwarded it for (host mode)."""
         try:
             body = contract.parse_json_object(raw, "/run")
             value, context = contract.run_fields(body)
             deadline = contract.deadline_ms(context)
+            target = self.mode.target(self.action, action_key)
         except ContractError as exc:
             return self._refuse(exc.status, exc.message)
-        target = self.action
-        if self.hosted is not None:
-            if not hosted_action:
-                return self._refuse(contract.BAD_REQUEST, f"A model host needs the {ACTION_HEADER} header.")
-            try:
-                target = self.hosted.get(hosted_action)
-            except HostingError as exc:
-                return self._refuse(exc.status, str(exc))
-        if target is None:
-            return self._refuse(contract.FORBIDDEN, contract.ERR_NOT_INITIALIZED)
         if not self._admit(deadline):
             if not self.config.concurrent:
                 return self._refuse(contract.FORBIDDEN, contract.ERR_BUSY)
@@ -231,21 +149,21 @@ class Runtime:
         self.metrics.in_flight.inc()
         self._activity.begin()
         started = time.perf_counter()
-        logs: dict[str, str] | None = None
         try:
             status, result, failure = self._call(target, value, activation, deadline)
         finally:
             current_activation.reset(token)
-            if self.hosted is not None:
-                logs = activation.log.close()  # they travel back to the routed container
+            if self.mode.answers_with_envelope:
+                logs = activation.log.close()
             else:
                 self.sink.emit(activation.log)
             self.metrics.in_flight.dec()
             self._activity.end()
         self.metrics.duration.observe(time.perf_counter() - started)
         self.metrics.count_activation(failure)
-        if logs is not None:
-            return contract.OK, envelope(status, result, logs)
+        if self.mode.answers_with_envelope:
+            envelope = Envelope(status, result, failure is None, logs["stdout"], logs["stderr"])
+            return contract.OK, envelope.encode()
         return status, result
 
     def _call(
@@ -274,15 +192,10 @@ class Runtime:
             return *error_response(
                 contract.OK, f"An error has occurred: {type(exc).__name__}: {exc}"
             ), "exception"
-        if isinstance(result, Forwarded):  # routed mode: the host's answer, as it is
+        if isinstance(result, Envelope):  # routed mode: the host's answer, as it is
             log.append("stdout", result.stdout)
             log.append("stderr", result.stderr)
-            failure = (
-                None
-                if result.status == contract.OK and not result.payload.startswith(b'{"error"')
-                else "remote"
-            )
-            return result.status, result.payload, failure
+            return result.status, result.body, None if result.ok else "remote"
         if not isinstance(result, (dict, list)):
             return *error_response(contract.BAD_RESULT, contract.ERR_NOT_DICT), "result"
         try:
@@ -295,21 +208,25 @@ class Runtime:
         return contract.OK, payload, failure
 
     # ---------------------------------------------------------------------------------- health
+    @property
+    def in_flight(self) -> int:
+        return self._activity.running
+
     def health(self) -> dict[str, Any]:
-        mode = "host" if self.hosted is not None else "routed" if self.router is not None else "direct"
         return {
             "status": "ok",
             "pid": os.getpid(),
-            "mode": mode,
+            "mode": self.mode.name,
             "initialized": self.action is not None,
             "action": None if self.action is None else self.action.name,
-            "hosted_actions": [] if self.hosted is None else self.hosted.keys(),
+            "hosted_actions": [],
+            **self.mode.health(),
             "concurrent": self.config.concurrent,
             "max_concurrent": self.config.max_concurrent if self.config.concurrent else 1,
             "stuck_threads": self._runner.stuck,
             "heap_trims": self._activity.trims,
-            "models": self.provider.store.snapshot(),
-            "model_loads": self.provider.store.loads,
+            "models": self.store.snapshot(),
+            "model_loads": self.store.loads,
             "pss_bytes": own_pss_bytes(),
-            "model_memory_budget_bytes": self.provider.store.budget_bytes,
+            "model_memory_budget_bytes": self.store.budget_bytes,
         }

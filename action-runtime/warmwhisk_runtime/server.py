@@ -2,7 +2,9 @@
 
 One process, so every activation in the container shares one copy of the action's state (and,
 later, of its models); threads, so activations overlap. The worker builds the runtime after
-the fork, which is also where it installs per-activation isolation and starts the metrics port.
+the fork (`Service.build`), which is also where it installs per-activation isolation and starts
+the metrics port and the mode's background work; gunicorn's `worker_exit` hook stops them
+(`Service.close`).
 """
 
 from __future__ import annotations
@@ -10,64 +12,112 @@ from __future__ import annotations
 import os
 import sys
 import threading
-import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from warmwhisk_protocol.host import PROC_NAME
+
 from .app import ActionApp
 from .config import RuntimeConfig
 from .contract import ACTIVATION_CONTEXT_KEYS, env_name
+from .hosting import Heartbeat, HostedActions, HostIdentity, HostState
+from .invocation import ActionLoader
 from .isolation import ActivationEnviron, LogSink, install
 from .metrics import MetricsServer, RuntimeMetrics
 from .models import ModelProvider
-from .routing import Heartbeat, HostedActions, HostIdentity, HostingError, Router
+from .modes import DirectMode, HostMode, Mode, RoutedMode, hosted_loader
+from .procmem import IdleHeapTrimmer, own_pss_bytes
+from .router import Router
+from .runner import DeadlineRunner
 from .runtime import Runtime
 from .store import ModelStore
 
 
-def build_app(config: RuntimeConfig) -> ActionApp:
-    """Wire the runtime's parts together in this process; returns the WSGI application."""
-    sink = LogSink(sys.stdout, sys.stderr)
-    environ = ActivationEnviron(os.environ, masked={env_name(key) for key in ACTIVATION_CONTEXT_KEYS})
-    install(sink, environ)
-    metrics = RuntimeMetrics()
-    store = ModelStore(config.model_memory_bytes)
-    metrics.watch_models(lambda: store.used_bytes, lambda: store.loads)
-    provider = ModelProvider(store, config.model_cache_dir, config.torch_threads)
-    router, hosted = _routing(config)
-    runtime = Runtime(config, sink, environ, metrics, provider, router, hosted)
-    if hosted is not None:
-        _start_host(config, runtime, hosted)
-    if config.preload:
-        threading.Thread(target=provider.preload, args=(config.preload,), name="preload", daemon=True).start()
-    if config.metrics_port:
-        MetricsServer(config.metrics_host, config.metrics_port, metrics, runtime.health).start()
-    return ActionApp(runtime, config.max_body_bytes)
+@dataclass
+class Service:
+    """The runtime of one worker process and what runs beside it, with its life cycle."""
+
+    runtime: Runtime
+    app: ActionApp
+    metrics_server: MetricsServer | None = None
+    preload: threading.Thread | None = None
+    _stopping: threading.Event = field(default_factory=threading.Event)
+
+    @classmethod
+    def build(cls, config: RuntimeConfig) -> Service:
+        """Wire the runtime's parts together in this process (nothing started yet)."""
+        sink = LogSink(sys.stdout, sys.stderr)
+        environ = ActivationEnviron(os.environ, masked={env_name(key) for key in ACTIVATION_CONTEXT_KEYS})
+        install(sink, environ)
+        metrics = RuntimeMetrics()
+        store = ModelStore(config.model_memory_bytes)
+        metrics.watch_models(lambda: store.used_bytes, lambda: store.loads)
+        provider = ModelProvider(store, config.model_cache_dir, config.torch_threads)
+        runner = DeadlineRunner()
+        activity = IdleHeapTrimmer()
+        loader = ActionLoader(config, provider, runner, metrics.batch_size.observe)
+        mode = _mode(config, loader, environ, runner, store, activity)
+        runtime = Runtime(config, sink, metrics, store, runner, mode, activity)
+        service = cls(runtime, ActionApp(runtime, config.max_body_bytes))
+        if config.preload:
+            service.preload = threading.Thread(
+                target=provider.preload, args=(config.preload, service._stopping), name="preload", daemon=True
+            )
+        if config.metrics_port:
+            service.metrics_server = MetricsServer(
+                config.metrics_host, config.metrics_port, metrics, runtime.health
+            )
+        return service
+
+    def start(self) -> None:
+        self.runtime.mode.start()
+        if self.preload is not None:
+            self.preload.start()
+        if self.metrics_server is not None:
+            self.metrics_server.start()
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop the background work: the mode's (heartbeat, loading), preloading, the metrics port."""
+        self._stopping.set()
+        self.runtime.mode.stop()
+        if self.preload is not None and self.preload.is_alive():
+            self.preload.join(timeout_s)
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
 
 
-def _routing(config: RuntimeConfig) -> tuple[Router | None, HostedActions | None]:
-    """The registry client for routed and host modes (imported only there: direct mode needs
-    neither Redis nor the scaler's package)."""
+def _mode(
+    config: RuntimeConfig,
+    loader: ActionLoader,
+    environ: ActivationEnviron,
+    runner: DeadlineRunner,
+    store: ModelStore,
+    activity: IdleHeapTrimmer,
+) -> Mode:
     if config.mode == "direct":
-        return None, None
-    from warmwhisk_scaler.keys import RedisKeys
-    from warmwhisk_scaler.registry import Registry, connect_redis
+        return DirectMode(loader, environ, runner)
+    # The registry client is imported only here: direct mode needs no Redis.
+    from warmwhisk_protocol.keys import RedisKeys
+    from warmwhisk_protocol.registry import RedisRegistry, connect_redis
 
     assert config.router_url is not None
-    registry = Registry(
-        connect_redis(config.router_url),
-        RedisKeys(config.redis_prefix),
-        heartbeat_ttl_s=3 * config.heartbeat_s,
-    )
+    keys = RedisKeys(config.redis_prefix)
+    registry = RedisRegistry(connect_redis(config.router_url), keys, heartbeat_ttl_s=config.heartbeat_ttl_s)
     if config.mode == "routed":
-        return Router(registry), None
-    return None, HostedActions(registry, config.namespace)
+        return RoutedMode(Router(registry))
+    hosted = HostedActions(registry, config.namespace, hosted_loader(loader, environ))
 
-
-def _start_host(config: RuntimeConfig, runtime: Runtime, hosted: HostedActions) -> None:
-    """Host mode: load the assigned actions in the background and heartbeat from now on."""
-    from warmwhisk_scaler.registry import HostRecord
+    def state() -> HostState:
+        models = store.snapshot()
+        return HostState(
+            actions=hosted.keys(),
+            models=[m["name"] for m in models if m["ready"]],
+            in_flight=activity.running,
+            memory_bytes=own_pss_bytes() or 0,  # 0: not reported (the registry's "unknown")
+            model_load_s=max((m["load_seconds"] for m in models), default=None),
+        )
 
     identity = HostIdentity(
         host_id=config.host_id,
@@ -77,23 +127,8 @@ def _start_host(config: RuntimeConfig, runtime: Runtime, hosted: HostedActions) 
         actions=config.host_actions,
         keepalive_s=config.keepalive_s,
     )
-    Heartbeat(hosted.registry, identity, runtime.host_state, config.heartbeat_s, HostRecord).start()
-
-    def load_assigned() -> None:
-        # Until every assigned action is loaded: its registration may come later (a router puts
-        # it back after Redis lost it), and a failed load is tried again each heartbeat period.
-        pending = list(config.host_actions)
-        while pending:
-            for key in list(pending):
-                try:
-                    hosted.get(key)
-                    pending.remove(key)
-                except HostingError as exc:
-                    sys.stderr.write(f"warmwhisk host: {exc}; trying again\n")
-            if pending:
-                time.sleep(config.heartbeat_s)
-
-    threading.Thread(target=load_assigned, name="host-actions", daemon=True).start()
+    heartbeat = Heartbeat(registry, identity, state, config.heartbeat_s)
+    return HostMode(hosted, heartbeat, config.host_actions, retry_s=config.heartbeat_s)
 
 
 def _bind(host: str, port: int) -> str:
@@ -103,6 +138,7 @@ def _bind(host: str, port: int) -> str:
 class RuntimeServer(BaseApplication):
     def __init__(self, config: RuntimeConfig) -> None:
         self._config = config
+        self._service: Service | None = None
         super().__init__()
 
     def load_config(self) -> None:
@@ -120,10 +156,18 @@ class RuntimeServer(BaseApplication):
             "loglevel": "warning",
             "accesslog": None,
             "errorlog": "-",
-            "proc_name": "warmwhisk-runtime",
+            "proc_name": PROC_NAME,
+            "worker_exit": self._worker_exit,
         }
         for key, value in settings.items():
             self.cfg.set(key, value)
 
     def load(self) -> ActionApp:
-        return build_app(self._config)
+        self._service = Service.build(self._config)
+        self._service.start()
+        return self._service.app
+
+    def _worker_exit(self, server: Any, worker: Any) -> None:
+        if self._service is not None:
+            self._service.close()
+            self._service = None

@@ -16,9 +16,10 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
+from warmwhisk_protocol.registry import RegistryError
+
 from .api import create_app
 from .backends import BackendError
-from .registry import RegistryError
 from .service import Service, build
 from .settings import ScalerSettings, load_settings
 

@@ -37,10 +37,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from werkzeug.exceptions import BadRequest, HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import PathConverter
 
-from .controller import DECISION_LOG_LENGTH
+from warmwhisk_protocol.records import HOST_STATES
+from warmwhisk_protocol.registry import RegistryError
+
 from .pool_config import PoolConfig, PoolConfigError
-from .registry import HOST_STATES, RegistryError
 from .service import Service
+from .state import DECISION_LOG_LENGTH
 
 MAX_BODY_BYTES = 64 * 1024
 DEFAULT_DECISIONS = 100

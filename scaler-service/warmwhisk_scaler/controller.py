@@ -1,41 +1,43 @@
 """The control loop: observe each pool, ask its policy, apply the decisions.
 
-Runs in every scaler replica; only the holder of the Redis lease acts (the others keep trying
-to take it over). Per tick and per pool (an action key):
+Runs in every scaler replica; only the holder of the lease acts (the others keep trying to take it
+over). Per tick and per pool (an action key):
 
-1. observe: hosts from the registry (heartbeats) and from the backend (started, not yet warm),
-   waiting activations, throughput and run times from the pool's counters, the measured cold
-   start of the pool's hosts;
+1. observe: hosts from the registry (heartbeats) and from the backend (started, not yet warm), the
+   queue at routers, the pool's counters and run times; `measure.measure` turns them into the
+   policy's `Observation` over the window (pure);
 2. decide: the pool's policy (a pure function, `policy/`), or the operator's manual host count;
-3. apply: start hosts through the backend, drain hosts (limit 0, then stop once idle), set
-   limits in the registry; log every change in Redis for the API.
+3. act: start hosts through the backend, drain hosts (limit 0, then stop once idle), set limits in
+   the registry; every change goes to the decision log, written once per tick.
 
-Safety: after Redis lost its state (a new epoch) the loop waits two heartbeat periods so the
-running hosts re-register before anything is decided (no duplicate containers); on start it
-adopts the backend's running hosts and removes stale ones.
+Safety: after Redis lost its state (a new epoch) the loop waits two heartbeat periods so the running
+hosts re-register before anything is decided (no duplicate containers); a new leader adopts the
+backend's running hosts and removes stale ones. Everything it touches is passed in (registry,
+backend, lease, store, clock), so tests drive it tick by tick with in-memory twins.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
-import statistics
 import sys
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import pool_config
-from .backends import BackendError, HostBackend, HostSpec, RunningHost
-from .policy import POLICIES, Decision, HostView, Observation
-from .registry import HostRecord, LeaderLease, Registry
-from .settings import ScalerSettings
+from warmwhisk_protocol.host import HostLaunch
+from warmwhisk_protocol.records import HostRecord
+from warmwhisk_protocol.registry import Registry
 
-DECISION_LOG_LENGTH = 1000
+from .backends import BackendError, HostBackend, HostSpec, RunningHost
+from .measure import PoolWindow, measure, new_run_times
+from .policy import POLICIES, Decision, HostView, Observation
+from .pool_config import PoolConfig, PoolConfigError, policy_config
+from .settings import ScalerSettings
+from .state import Lease, ScalerStore
+
 # Cold starts are smoothed: new = (1 - a) * old + a * measured.
 COLD_START_SMOOTHING = 0.5
 
@@ -46,8 +48,8 @@ class _Pool:
 
     policy_name: str
     state: Any
-    # (t, acquired, completed, queued) over the window
-    samples: deque[tuple[float, int, int, int]] = field(default_factory=deque)
+    window: PoolWindow
+    timed_seen: int | None = None  # the registry's count of timed completions at the last tick
     cold_start_s: float | None = None
 
 
@@ -57,29 +59,69 @@ class _Starting:
     limit: int
 
 
+@dataclass
+class _Hosts:
+    """The loop's bookkeeping of hosts across ticks."""
+
+    starting: dict[str, _Starting] = field(default_factory=dict)
+    draining: dict[str, float] = field(default_factory=dict)  # host id -> when draining began
+    last_active: dict[str, float] = field(default_factory=dict)
+
+
+def host_views(
+    pool: str,
+    records: list[HostRecord],
+    running: Mapping[str, RunningHost],
+    hosts: _Hosts,
+) -> list[HostView]:
+    """The pool's hosts as the policy sees them: warm or starting in the registry, started by the
+    backend but not heard of yet, or draining (pure)."""
+    views = []
+    for record in records:
+        busy = max(record.slots_in_use, record.reported_in_flight)
+        started = running[record.host_id].started_at if record.host_id in running else record.heartbeat_at
+        state = "draining" if record.host_id in hosts.draining else record.state
+        pending = hosts.starting.get(record.host_id)
+        # A host still loading gets its limit once warm: until then, the limit meant for it.
+        limit = pending.limit if pending is not None and pending.limit else record.routing_limit
+        last_active = hosts.last_active.get(record.host_id, started)
+        views.append(HostView(record.host_id, state, busy, limit, started, last_active))
+    seen = {r.host_id for r in records}
+    for host_id, starting in hosts.starting.items():
+        if starting.host.pool == pool and host_id not in seen:
+            at = starting.host.started_at
+            views.append(HostView(host_id, "starting", 0, starting.limit, at, at))
+    for host in running.values():
+        # Running, but its heartbeat is late: it still counts against max_hosts.
+        if host.pool == pool and host.host_id not in seen and host.host_id not in hosts.starting:
+            views.append(HostView(host.host_id, "starting", 0, 0, host.started_at, host.started_at))
+    return views
+
+
 class Controller:
     def __init__(
         self,
         registry: Registry,
         backend: HostBackend,
         settings: ScalerSettings,
-        holder_id: str | None = None,
+        lease: Lease,
+        store: ScalerStore,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.registry = registry
         self.backend = backend
         self.settings = settings
-        self.holder_id = holder_id or f"scaler-{secrets.token_hex(4)}"
-        self.lease = LeaderLease(registry.redis, registry.keys, self.holder_id, settings.lease_ttl_s)
+        self.lease = lease
+        self.store = store
+        self.holder_id = lease.holder_id
         self._clock = clock
         self.is_leader = False
         self._pools: dict[str, _Pool] = {}
-        self._starting: dict[str, _Starting] = {}
-        self._draining: dict[str, float] = {}  # host id -> when draining began
-        self._last_active: dict[str, float] = {}
+        self._hosts = _Hosts()
         self._adopted = False
         self._epoch: str | None = None
         self._quiet_until = 0.0
+        self._log: list[dict[str, Any]] = []
         self.ticks = 0
 
     # ------------------------------------------------------------------------------ the loop
@@ -98,7 +140,7 @@ class Controller:
         was_leader = self.is_leader
         self.is_leader = self.lease.try_acquire_or_renew()
         if not self.is_leader:
-            if was_leader:  # lost it: forget what we were doing; the new leader adopts it
+            if was_leader:  # lost it: the new leader adopts what runs; adopt again on return
                 self._adopted = False
             return False
         now = self._clock()
@@ -109,24 +151,26 @@ class Controller:
             self._epoch = epoch
         if now < self._quiet_until:
             return True
-        if not self._adopted:
-            self._adopt(now)
-        self.tick(now)
+        try:
+            if not self._adopted:
+                self._adopt(now)
+            self.tick(now)
+        finally:
+            self._flush_log()
         return True
 
     def _adopt(self, now: float) -> None:
         """A new leader takes over the backend's running hosts; exited or foreign ones go."""
-        known = set(self.registry.registered_actions()) | {
-            a for h in self.registry.hosts() for a in h.actions
-        }
+        records = self.registry.hosts()
+        known = set(self.registry.registered_actions()) | {a for h in records for a in h.actions}
         adopted, removed = self.backend.reconcile(lambda host: host.pool in known)
-        live = {h.host_id for h in self.registry.hosts()}
+        live = {h.host_id for h in records}
         for host in adopted:
             if host.host_id not in live:
-                self._starting[host.host_id] = _Starting(host, limit=0)
+                self._hosts.starting[host.host_id] = _Starting(host, limit=0)
         for host_id in removed:
             self.registry.remove_host(host_id)
-            self._log(now, "", Decision.remove_hosts([host_id], "stale host found at takeover"))
+            self._note(now, "", Decision.remove_hosts([host_id], "stale host found at takeover"))
         self._adopted = True
 
     # ------------------------------------------------------------------------------ one tick
@@ -135,32 +179,28 @@ class Controller:
         records = self.registry.hosts()
         running = {h.host_id: h for h in self.backend.running()}
         pools = set(self.registry.registered_actions()) | {a for r in records for a in r.actions}
-        pools |= {s.host.pool for s in self._starting.values()}
+        pools |= {s.host.pool for s in self._hosts.starting.values()}
         self._drain_unreachable(now, records)
         for pool in sorted(pools):
             self._tick_pool(pool, now, [r for r in records if pool in r.actions], running)
         self._finish_draining(now, records)
         # Limits of hosts that are gone for good (crashed, removed by hand) are forgotten.
-        known = set(running) | {r.host_id for r in records} | set(self._starting)
+        known = set(running) | {r.host_id for r in records} | set(self._hosts.starting)
         for host_id in self.registry.limited_hosts() - known:
             self.registry.remove_host(host_id)
 
     def _tick_pool(
         self, pool: str, now: float, records: list[HostRecord], running: dict[str, RunningHost]
     ) -> None:
-        config = pool_config.load(self.registry.redis, self.registry.keys, pool)
+        config = self.store.pool_config(pool, self.settings.policy)
         policy_name = config.policy or self.settings.policy
         policy = POLICIES[policy_name]()
         memory = self._pools.get(pool)
         if memory is None or memory.policy_name != policy_name:
-            memory = self._pools[pool] = _Pool(policy_name, policy.initial_state())
-        try:
-            knobs = pool_config.policy_config(config, self.settings.policy)
-        except pool_config.PoolConfigError as exc:  # one bad pool must not stall the others
-            self._log(now, pool, Decision.hold(f"pool config ignored: {exc}"))
-            knobs = pool_config.policy_config(
-                pool_config.PoolConfig(policy=config.policy), self.settings.policy
-            )
+            window = PoolWindow(self.settings.window_s) if memory is None else memory.window
+            memory = self._pools[pool] = _Pool(policy_name, policy.initial_state(), window)
+        knobs = self._knobs(pool, now, config)
+        self._track(now, records, memory)
         observation = self._observe(pool, now, records, running, memory)
         if config.manual_hosts is not None:
             decisions = manual_decisions(observation, config.manual_hosts, knobs)
@@ -169,61 +209,37 @@ class Controller:
         for decision in decisions:
             self._apply(pool, now, decision)
 
+    def _knobs(self, pool: str, now: float, config: PoolConfig) -> Any:
+        try:
+            return policy_config(config, self.settings.policy)
+        except PoolConfigError as exc:  # one bad pool must not stall the others
+            self._note(now, pool, Decision.hold(f"pool config ignored: {exc}"))
+            return policy_config(PoolConfig(policy=config.policy), self.settings.policy)
+
     def _observe(
         self, pool: str, now: float, records: list[HostRecord], running: dict[str, RunningHost], memory: _Pool
     ) -> Observation:
-        views = []
-        for record in records:
-            busy = max(record.slots_in_use, record.reported_in_flight)
-            started = running[record.host_id].started_at if record.host_id in running else record.heartbeat_at
-            if record.host_id in self._starting and record.state == "warm":
-                self._became_warm(record, now, memory)
-            if busy or record.host_id not in self._last_active:
-                self._last_active[record.host_id] = now
-            state = "draining" if record.host_id in self._draining else record.state
-            pending = self._starting.get(record.host_id)
-            # A host still loading gets its limit once warm: until then, the limit meant for it.
-            limit = pending.limit if pending is not None and pending.limit else record.routing_limit
-            views.append(HostView(record.host_id, state, busy, limit, started,
-                                  self._last_active[record.host_id]))  # fmt: skip
-        seen = {r.host_id for r in records}
-        for host_id, starting in self._starting.items():
-            if starting.host.pool == pool and host_id not in seen:
-                views.append(HostView(host_id, "starting", 0, starting.limit, starting.host.started_at,
-                                      starting.host.started_at))  # fmt: skip
-        for host in running.values():
-            # Running, but its heartbeat is late: it still counts against max_hosts.
-            if host.pool == pool and host.host_id not in seen and host.host_id not in self._starting:
-                views.append(HostView(host.host_id, "starting", 0, 0, host.started_at, host.started_at))
+        """Read the pool's counters and queue, and measure (no side effects beyond the window)."""
         stats = self.registry.pool_stats(pool)
         queued = self.registry.waiting(pool)
-        memory.samples.append((now, stats.acquired, stats.completed, queued))
-        while len(memory.samples) > 2 and memory.samples[0][0] < now - self.settings.window_s:
-            memory.samples.popleft()
-        first, last = memory.samples[0], memory.samples[-1]
-        span = max(last[0] - first[0], 1e-9)
-        recent = sorted(ms / 1000.0 for ms in stats.recent_ms)
-        return Observation(
-            pool=pool,
-            now=now,
-            hosts=tuple(sorted(views, key=lambda v: v.host_id)),
-            queued=queued,
-            # Arrivals = activations that got a slot + growth of the queue (those still waiting),
-            # over the whole window even while less history exists: a burst in the first half
-            # second is not a sustained rate of 48/s.
-            arrivals_per_s=max(0.0, (last[1] - first[1]) + (last[3] - first[3]))
-            / max(span, self.settings.window_s)
-            if len(memory.samples) > 1
-            else 0.0,
-            completions_per_s=(last[2] - first[2]) / span if len(memory.samples) > 1 else 0.0,
-            latency_p50_s=statistics.median(recent) if recent else None,
-            latency_p99_s=recent[min(len(recent) - 1, int(0.99 * len(recent)))] if recent else None,
-            service_time_s=statistics.fmean(recent) if recent else None,
-            cold_start_s=memory.cold_start_s,
-        )
+        runs = new_run_times(stats.recent_ms, stats.timed, memory.timed_seen)
+        memory.timed_seen = stats.timed
+        memory.window.record(now, stats.acquired, stats.completed, queued, runs)
+        views = host_views(pool, records, running, self._hosts)
+        return measure(pool, now, views, queued, memory.window, memory.cold_start_s)
+
+    def _track(self, now: float, records: list[HostRecord], memory: _Pool) -> None:
+        """Bookkeeping before the policy looks: hosts that turned warm get the limit meant for
+        them and give the pool a cold-start measurement; busy hosts are active now."""
+        for record in records:
+            if record.host_id in self._hosts.starting and record.state == "warm":
+                self._became_warm(record, now, memory)
+            busy = record.slots_in_use or record.reported_in_flight
+            if busy or record.host_id not in self._hosts.last_active:
+                self._hosts.last_active[record.host_id] = now
 
     def _became_warm(self, record: HostRecord, now: float, memory: _Pool) -> None:
-        starting = self._starting.pop(record.host_id)
+        starting = self._hosts.starting.pop(record.host_id)
         measured = now - starting.host.started_at
         previous = memory.cold_start_s
         memory.cold_start_s = measured if previous is None else (
@@ -234,90 +250,92 @@ class Controller:
 
     # ----------------------------------------------------------------------------- applying
     def _apply(self, pool: str, now: float, decision: Decision) -> None:
+        hosts = self._hosts
         if decision.kind == "add_hosts":
             for _ in range(decision.count):
                 self._start_host(pool, decision.limit or 1, now)
         elif decision.kind == "remove_hosts":
             for host_id in decision.host_ids:
-                if host_id in self._starting:
-                    self._starting.pop(host_id)
+                if host_id in hosts.starting:
+                    hosts.starting.pop(host_id)
                     self.backend.stop(host_id)
                     self.registry.remove_host(host_id)
                 else:
                     self.registry.set_limit(host_id, 0)  # drain: no new slots, stop once idle
-                    self._draining.setdefault(host_id, now)
+                    hosts.draining.setdefault(host_id, now)
         elif decision.kind == "set_limit" and decision.limit is not None:
             for host_id in decision.host_ids:
-                if host_id in self._starting:
-                    self._starting[host_id].limit = decision.limit
+                if host_id in hosts.starting:
+                    hosts.starting[host_id].limit = decision.limit
                     self.registry.preset_limit(host_id, decision.limit)
                 else:
                     self.registry.set_limit(host_id, decision.limit)
         if decision.kind != "hold":
-            self._log(now, pool, decision)
+            self._note(now, pool, decision)
 
     def _start_host(self, pool: str, limit: int, now: float) -> None:
         spec = self.registry.action_spec(pool) or {}
         host_id = f"h-{hashlib.sha1(pool.encode()).hexdigest()[:8]}-{secrets.token_hex(3)}"
-        env = {
-            "WARMWHISK_MODE": "host",
-            "WARMWHISK_ROUTER_URL": self.settings.host_redis_url,
-            "WARMWHISK_REDIS_PREFIX": self.settings.prefix,
-            "WARMWHISK_NAMESPACE": spec.get("namespace", ""),
-            "WARMWHISK_HOST_ACTIONS": pool,
-            "WARMWHISK_MAX_CONCURRENT": str(self.settings.host_max_concurrent),
-            "WARMWHISK_HEARTBEAT_S": str(self.settings.heartbeat_s),
-        }
-        if self.settings.host_memory_bytes:
-            env["WARMWHISK_MODEL_MEMORY_BYTES"] = str(self.settings.host_memory_bytes * 3 // 4)
+        settings = self.settings
+        launch = HostLaunch(
+            host_id=host_id,
+            namespace=spec.get("namespace", ""),
+            actions=(pool,),
+            registry_url=settings.host_redis_url,
+            prefix=settings.prefix,
+            max_concurrent=settings.host_max_concurrent,
+            heartbeat_s=settings.heartbeat_s,
+            memory_bytes=settings.host_memory_bytes,
+        )
         try:
             host = self.backend.start(
-                HostSpec(host_id, pool, env, self.settings.host_memory_bytes, self.settings.model_dir)
+                HostSpec(host_id, pool, launch.environment(), settings.host_memory_bytes, settings.model_dir)
             )
         except BackendError as exc:
-            self._log(now, pool, Decision.hold(f"starting a host failed: {exc}"))
+            self._note(now, pool, Decision.hold(f"starting a host failed: {exc}"))
             return
         self.registry.preset_limit(host_id, limit)
-        self._starting[host_id] = _Starting(host, limit)
+        self._hosts.starting[host_id] = _Starting(host, limit)
 
     def _drain_unreachable(self, now: float, records: list[HostRecord]) -> None:
         """A host a router could not reach is drained and stopped; the policies see one host
         fewer and start a replacement if the pool still needs it."""
         for record in records:
-            if record.unreachable and record.host_id not in self._draining:
+            if record.unreachable and record.host_id not in self._hosts.draining:
                 self.registry.set_limit(record.host_id, 0)
-                self._draining[record.host_id] = now
+                self._hosts.draining[record.host_id] = now
                 pool = record.actions[0] if record.actions else ""
                 reason = f"a router could not reach host {record.host_id}"
-                self._log(now, pool, Decision.remove_hosts([record.host_id], reason))
+                self._note(now, pool, Decision.remove_hosts([record.host_id], reason))
 
     def _finish_draining(self, now: float, records: list[HostRecord]) -> None:
         """Stop drained hosts once idle (or after a grace period), and hosts that never got warm."""
         by_id = {r.host_id: r for r in records}
-        for host_id, since in list(self._draining.items()):
+        hosts = self._hosts
+        for host_id, since in list(hosts.draining.items()):
             record = by_id.get(host_id)
             idle = record is None or (record.slots_in_use == 0 and record.reported_in_flight == 0)
             if idle or now - since > self.settings.start_timeout_s:
                 self.backend.stop(host_id)
                 self.registry.remove_host(host_id)
-                self._draining.pop(host_id)
-                self._last_active.pop(host_id, None)
-        for host_id, starting in list(self._starting.items()):
+                hosts.draining.pop(host_id)
+                hosts.last_active.pop(host_id, None)
+        for host_id, starting in list(hosts.starting.items()):
             if now - starting.host.started_at > self.settings.start_timeout_s:
                 self.backend.stop(host_id)
                 self.registry.remove_host(host_id)
-                self._starting.pop(host_id)
+                hosts.starting.pop(host_id)
                 reason = f"host {host_id} did not turn warm within {self.settings.start_timeout_s:.0f} s"
-                self._log(now, starting.host.pool, Decision.remove_hosts([host_id], reason))
+                self._note(now, starting.host.pool, Decision.remove_hosts([host_id], reason))
 
-    def _log(self, now: float, pool: str, decision: Decision) -> None:
-        entry = {"t": now, "pool": pool, "kind": decision.kind, "count": decision.count,
-                 "host_ids": list(decision.host_ids), "limit": decision.limit, "reason": decision.reason,
-                 "by": self.holder_id}  # fmt: skip
-        pipe = self.registry.redis.pipeline(transaction=False)
-        pipe.lpush(self.registry.keys.decisions, json.dumps(entry))
-        pipe.ltrim(self.registry.keys.decisions, 0, DECISION_LOG_LENGTH - 1)
-        pipe.execute()
+    def _note(self, now: float, pool: str, decision: Decision) -> None:
+        self._log.append({"t": now, "pool": pool, "kind": decision.kind, "count": decision.count,
+                          "host_ids": list(decision.host_ids), "limit": decision.limit,
+                          "reason": decision.reason, "by": self.holder_id})  # fmt: skip
+
+    def _flush_log(self) -> None:
+        entries, self._log = self._log, []
+        self.store.log_decisions(entries)
 
     # ----------------------------------------------------------------------------- reading
     def status(self) -> dict[str, Any]:
@@ -326,8 +344,8 @@ class Controller:
             "leader": self.lease.holder(),
             "is_leader": self.is_leader,
             "ticks": self.ticks,
-            "starting": sorted(self._starting),
-            "draining": sorted(self._draining),
+            "starting": sorted(self._hosts.starting),
+            "draining": sorted(self._hosts.draining),
             "cold_start_s": {pool: p.cold_start_s for pool, p in self._pools.items()},
         }
 

@@ -1,16 +1,13 @@
 """Per-pool settings an operator changes at run time (through the API): which policy, its knobs,
-and a manual host count. Stored in Redis so every scaler replica sees the same."""
+and a manual host count; validated here (pure), stored by `state.ScalerStore` so every scaler
+replica sees the same."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
-
-from .keys import RedisKeys
 from .policy import POLICIES
 
 
@@ -65,17 +62,3 @@ def policy_config(config: PoolConfig, default_policy: str) -> Any:
         return config_type(**config.knobs)
     except (TypeError, ValueError) as exc:
         raise PoolConfigError(f"invalid knobs for {policy_type.name}: {exc}") from exc
-
-
-def load(client: redis.Redis, keys: RedisKeys, pool: str) -> PoolConfig:
-    raw = client.get(keys.pool_config(pool))
-    if raw is None:
-        return PoolConfig()
-    try:
-        return parse(json.loads(raw))
-    except (ValueError, PoolConfigError):
-        return PoolConfig()  # written by an older version: fall back to the defaults
-
-
-def save(client: redis.Redis, keys: RedisKeys, pool: str, config: PoolConfig) -> None:
-    client.set(keys.pool_config(pool), json.dumps(config.to_json(), sort_keys=True))

@@ -10,30 +10,27 @@ methods here too, so the HTTP layer (``api.py``) only translates requests and re
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
+import secrets
 import sys
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import redis
 
+from warmwhisk_protocol.keys import RedisKeys
+from warmwhisk_protocol.records import HOST_STATES, HostRecord
+from warmwhisk_protocol.registry import RedisRegistry, connect_redis
+
 from . import pool_config
 from .backends import HostBackend, ProcessBackend
 from .backends.base import DEFAULT_OWNER
-from .controller import DECISION_LOG_LENGTH, Controller, ControlLoop
-from .keys import RedisKeys
+from .controller import Controller, ControlLoop
 from .pool_config import PoolConfig
-from .registry import HOST_STATES, HostRecord, Registry, connect_redis
 from .settings import ScalerSettings
+from .state import RedisLease, RedisScalerStore
 
-# Folders that hold the two packages in this repository: process hosts import both
-# (warmwhisk_runtime, and warmwhisk_scaler.registry in host mode).
-_SCALER_SRC = Path(__file__).resolve().parents[1]
-_RUNTIME_SRC = _SCALER_SRC.parent / "action-runtime"
 # How long ``stop`` waits for the loop's current tick to finish (a tick may be stopping hosts).
 STOP_TIMEOUT_S = 20.0
 
@@ -44,22 +41,13 @@ def backend_owner(settings: ScalerSettings) -> str:
     return f"{DEFAULT_OWNER}.{settings.prefix}"
 
 
-def process_pythonpath() -> str:
-    """PYTHONPATH for process hosts: this repository's action-runtime/ and scaler-service/ folders
-    (only those that exist; an installed package needs neither)."""
-    folders = [_RUNTIME_SRC, _SCALER_SRC]
-    return os.pathsep.join(str(f) for f in folders if f.is_dir())
-
-
 def make_backend(settings: ScalerSettings) -> HostBackend:
     if settings.backend == "docker":
         from .backends.docker_backend import DockerBackend  # the docker SDK only where it is used
 
         return DockerBackend.from_env(settings.image, owner=backend_owner(settings))
     if settings.backend == "process":
-        return ProcessBackend(
-            state_dir=settings.state_dir, pythonpath=process_pythonpath(), owner=backend_owner(settings)
-        )
+        return ProcessBackend(state_dir=settings.state_dir, owner=backend_owner(settings))
     raise ValueError(f"unknown backend {settings.backend!r}; expected 'docker' or 'process'")
 
 
@@ -67,12 +55,16 @@ def build(settings: ScalerSettings) -> Service:
     """Connect to Redis (raises ``RegistryError``) and the backend (``BackendError``); nothing runs yet."""
     client = connect_redis(settings.redis_url)
     try:
-        registry = Registry(client, RedisKeys(settings.prefix), heartbeat_ttl_s=settings.heartbeat_ttl_s)
+        keys = RedisKeys(settings.prefix)
+        registry = RedisRegistry(client, keys, heartbeat_ttl_s=settings.heartbeat_ttl_s)
         backend = make_backend(settings)
     except BaseException:
         client.close()
         raise
-    return Service(settings, registry, backend, Controller(registry, backend, settings))
+    store = RedisScalerStore(client, keys)
+    lease = RedisLease(client, keys, f"scaler-{secrets.token_hex(4)}", settings.lease_ttl_s)
+    controller = Controller(registry, backend, settings, lease, store)
+    return Service(settings, registry, backend, controller, store, client)
 
 
 @dataclass(frozen=True)
@@ -101,9 +93,11 @@ class PoolSummary:
 @dataclass
 class Service:
     settings: ScalerSettings
-    registry: Registry
+    registry: RedisRegistry
     backend: HostBackend
     controller: Controller
+    store: RedisScalerStore
+    redis: redis.Redis
     _loop: ControlLoop | None = field(default=None, init=False, repr=False)
 
     # -- life cycle --------------------------------------------------------------------------------
@@ -122,7 +116,7 @@ class Service:
             sys.stderr.write(f"warmwhisk scaler: releasing the lease: {exc}\n")
         self.controller.is_leader = False
         self.registry.close()
-        self.registry.redis.close()
+        self.redis.close()
 
     @property
     def replica_id(self) -> str:
@@ -131,14 +125,13 @@ class Service:
     # -- reads -------------------------------------------------------------------------------------
     def redis_ok(self) -> bool:
         try:
-            return bool(self.registry.redis.ping())
+            return bool(self.redis.ping())
         except redis.RedisError:
             return False
 
     def epoch(self) -> str | None:
         """Redis's state token (``Registry.epoch``), read without creating it."""
-        raw = self.registry.redis.get(self.registry.keys.epoch)
-        return raw.decode() if isinstance(raw, bytes) else raw
+        return self.store.epoch()
 
     def is_leader(self) -> bool:
         """Whether this replica holds the lease in Redis now."""
@@ -160,7 +153,7 @@ class Service:
         serving = [r for r in records if pool in r.actions]
         states = Counter("draining" if r.scaler_limit == 0 else r.state for r in serving)
         stats = self.registry.pool_stats(pool)
-        config = pool_config.load(self.registry.redis, self.registry.keys, pool)
+        config = self.pool_config(pool)
         return PoolSummary(
             pool=pool,
             hosts={state: states.get(state, 0) for state in HOST_STATES},
@@ -213,30 +206,22 @@ class Service:
 
     def decisions(self, limit: int) -> list[Any]:
         """The newest ``limit`` entries of the decision log, newest first."""
-        limit = max(1, min(limit, DECISION_LOG_LENGTH))
-        raw = self.registry.redis.lrange(self.registry.keys.decisions, 0, limit - 1)
-        entries = []
-        for item in raw:
-            try:
-                entries.append(json.loads(item))
-            except ValueError:
-                entries.append({"unreadable": item.decode(errors="replace")})
-        return entries
+        return self.store.decisions(limit)
 
     # -- per-pool configuration ---------------------------------------------------------------------
     def pool_config(self, pool: str) -> PoolConfig:
-        return pool_config.load(self.registry.redis, self.registry.keys, pool)
+        return self.store.pool_config(pool, self.settings.policy)
 
     def set_pool_config(self, pool: str, body: Any) -> PoolConfig:
         """Validate (``PoolConfigError``) and store a pool's configuration for every replica."""
         config = pool_config.parse(body, self.settings.policy)
-        pool_config.save(self.registry.redis, self.registry.keys, pool, config)
+        self.store.save_pool_config(pool, config)
         return config
 
     def scale(self, pool: str, hosts: int | None) -> PoolConfig:
         """Pin the pool to ``hosts`` hosts (None: back to its policy); the leader applies it."""
         config = dataclasses.replace(self.pool_config(pool), manual_hosts=hosts)
-        pool_config.save(self.registry.redis, self.registry.keys, pool, config)
+        self.store.save_pool_config(pool, config)
         return config
 
 

@@ -6,6 +6,8 @@ import argparse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from warmwhisk_protocol.host import heartbeat_ttl_s
+
 from .policy import POLICIES
 
 
@@ -62,7 +64,7 @@ class ScalerSettings:
 
     @property
     def heartbeat_ttl_s(self) -> float:
-        return 3 * self.heartbeat_s
+        return heartbeat_ttl_s(self.heartbeat_s)
 
 
 def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> ScalerSettings:

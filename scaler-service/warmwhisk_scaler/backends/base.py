@@ -29,8 +29,6 @@ from typing import Protocol
 
 # A host id names a container and a file, so it is restricted to Docker's container-name syntax.
 HOST_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-# Environment variable every backend sets in a host: its own id (for heartbeats and logs).
-HOST_ID_ENV = "WARMWHISK_HOST_ID"
 DEFAULT_OWNER = "warmwhisk-scaler"
 
 
@@ -49,8 +47,7 @@ class HostSpec:
     host_id: str
     # What the host serves (an action key); recorded with the host (label / record).
     pool: str
-    # Extra environment (WARMWHISK_MODE=host, the router URL, ...). The backend adds
-    # WARMWHISK_HOST_ID=<host_id>.
+    # The host's environment: `warmwhisk_protocol.host.HostLaunch.environment()`.
     env: Mapping[str, str] = field(default_factory=dict)
     # Memory limit in bytes (docker --memory, swap included); None = no limit.
     memory_bytes: int | None = None
@@ -205,8 +202,3 @@ def poll_ready(
                 return False
             next_alive_check = now + alive_every_s
         time.sleep(min(interval_s, max(0.0, deadline - now)))
-
-
-def runtime_args(port: int, metrics_port: int) -> list[str]:
-    """The runtime's command-line flags for a model host bound to loopback."""
-    return ["--host", "127.0.0.1", "--port", str(port), "--metrics-port", str(metrics_port)]

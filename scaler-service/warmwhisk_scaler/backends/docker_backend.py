@@ -23,9 +23,10 @@ import docker.errors
 import requests
 from docker.types import Mount
 
+from warmwhisk_protocol.host import IMAGE_PYTHON, MODELS_MOUNT, RUNTIME_MODULE, runtime_flags
+
 from .base import (
     DEFAULT_OWNER,
-    HOST_ID_ENV,
     BackendError,
     HostSpec,
     PortAllocator,
@@ -33,7 +34,6 @@ from .base import (
     adopt_or_stop,
     loopback,
     poll_ready,
-    runtime_args,
 )
 
 LABEL_OWNER = "warmwhisk.owner"
@@ -47,8 +47,7 @@ RESERVED_LABELS = frozenset(
 )
 
 # The runtime image's interpreter and module; the backend appends --host/--port/--metrics-port.
-DEFAULT_COMMAND = ("/opt/warmwhisk/bin/python", "-m", "warmwhisk_runtime")
-MODELS_MOUNT = "/models"
+DEFAULT_COMMAND = (IMAGE_PYTHON, "-m", RUNTIME_MODULE)
 
 
 @contextlib.contextmanager
@@ -121,10 +120,10 @@ class DockerBackend:
             LABEL_STARTED_AT: repr(started_at),
         }
         options: dict[str, Any] = {
-            "command": [*self.command, *runtime_args(port, metrics_port)],
+            "command": [*self.command, *runtime_flags(port, metrics_port)],
             "name": spec.host_id,
             "labels": labels,
-            "environment": {**spec.env, HOST_ID_ENV: spec.host_id},
+            "environment": dict(spec.env),
             "network_mode": "host",
         }
         if spec.memory_bytes is not None:

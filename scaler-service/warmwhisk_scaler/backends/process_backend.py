@@ -34,9 +34,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from warmwhisk_protocol.host import PROC_NAME, RUNTIME_MODULE, runtime_command
+
 from .base import (
     DEFAULT_OWNER,
-    HOST_ID_ENV,
     HOST_ID_PATTERN,
     BackendError,
     HostSpec,
@@ -45,15 +46,10 @@ from .base import (
     adopt_or_stop,
     loopback,
     poll_ready,
-    runtime_args,
 )
 
-RUNTIME_MODULE = "warmwhisk_runtime"
 # Markers of our process in /proc/<pid>/cmdline (the module, or gunicorn's proc_name).
-_CMDLINE_MARKERS = (b"warmwhisk_runtime", b"warmwhisk-runtime")
-_REPO = Path(__file__).resolve().parents[3]
-# Host mode imports the runtime and the registry client: this repository's two source folders.
-_REPO_PYTHONPATH = f"{_REPO / 'action-runtime'}{os.pathsep}{_REPO / 'scaler-service'}"
+_CMDLINE_MARKERS = (RUNTIME_MODULE.encode(), PROC_NAME.encode())
 
 
 @dataclass(frozen=True)
@@ -88,9 +84,9 @@ def default_environ() -> dict[str, str]:
 class ProcessBackend:
     """``HostBackend`` over local processes.
 
-    ``state_dir``: records and logs (created if missing). ``python``: interpreter with the runtime's
-    dependencies. ``pythonpath``: folder holding ``warmwhisk_runtime`` (default: this repository's
-    ``action-runtime`` if present, else none: the package must then be installed for ``python``).
+    ``state_dir``: records and logs (created if missing). ``python``: interpreter with the runtime
+    installed (default: the scaler's own, where `make setup` installs both). ``pythonpath``: a
+    folder to put first on the hosts' PYTHONPATH (default none).
     ``owner``: only records of this owner are listed, adopted or removed. ``base_env``: environment
     the hosts start from (default: ``default_environ()``, read at each ``start``).
     ``stop_timeout_s``: grace between SIGTERM and SIGKILL.
@@ -108,8 +104,6 @@ class ProcessBackend:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.python = python
-        if pythonpath is None and (_REPO / "action-runtime").is_dir():
-            pythonpath = _REPO_PYTHONPATH
         self.pythonpath = str(pythonpath) if pythonpath is not None else None
         self.owner = owner
         self.base_env = dict(base_env) if base_env is not None else None
@@ -130,8 +124,7 @@ class ProcessBackend:
                 env["PYTHONPATH"] = os.pathsep.join(filter(None, [self.pythonpath, env.get("PYTHONPATH")]))
             env["PYTHONUNBUFFERED"] = "1"
             env.update(spec.env)
-            env[HOST_ID_ENV] = spec.host_id
-            command = [self.python, "-m", RUNTIME_MODULE, *runtime_args(port, metrics_port)]
+            command = runtime_command(self.python, port, metrics_port)
             started_at = time.time()
             try:
                 with (

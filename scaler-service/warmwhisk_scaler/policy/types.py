@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
-HostState = Literal["starting", "warm", "draining"]
-"""``starting``: container started, model not loaded yet (no slots). ``warm``: takes activations.
-``draining``: being removed, takes no new activations. Same names as the registry's host states."""
+from warmwhisk_protocol.records import HostState
+
+# ``starting``: container started, model not loaded yet (no slots). ``warm``: takes activations.
+# ``draining``: being removed, takes no new activations. The registry's own host states.
 
 DecisionKind = Literal["add_hosts", "remove_hosts", "set_limit", "hold"]
 

@@ -50,84 +50,58 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
 
-from warmwhisk_scaler.keys import DURATION_SAMPLES, RedisKeys
-
-HostState = Literal["starting", "warm", "draining"]
-HOST_STATES: tuple[str, ...] = get_args(HostState)
+from .keys import DURATION_SAMPLES, RedisKeys
+from .records import HOST_STATES, HostRecord, PoolStats, Slot
 
 _LUA = Path(__file__).with_name("lua")
 
 
+class Registry(Protocol):
+    """What hosts, routers and the scaler do with the registry: ``RedisRegistry`` in production,
+    ``warmwhisk_protocol.memory.InMemoryRegistry`` in tests (same behaviour, no Redis)."""
+
+    heartbeat_ttl_s: float
+
+    # Hosts (host mode heartbeats; the scaler reads, limits and removes).
+    def heartbeat(self, record: HostRecord) -> bool: ...
+    def hosts(self) -> list[HostRecord]: ...
+    def host(self, host_id: str) -> HostRecord | None: ...
+    def remove_host(self, host_id: str) -> bool: ...
+    def report_unreachable(self, host_id: str) -> None: ...
+    def set_limit(self, host_id: str, limit: int) -> bool: ...
+    def preset_limit(self, host_id: str, limit: int) -> None: ...
+    def limited_hosts(self) -> set[str]: ...
+
+    # Routing (routed mode).
+    def acquire(self, action: str, avoid: Iterable[str] = ()) -> Slot | None: ...
+    def release(self, slot: Slot, duration_s: float | None = None) -> bool: ...
+    def start_waiting(self, action: str, wait_id: str, until: float) -> None: ...
+    def stop_waiting(self, action: str, wait_id: str) -> None: ...
+
+    # Pools (the scaler).
+    def pool_stats(self, action: str) -> PoolStats: ...
+    def waiting(self, action: str) -> int: ...
+
+    # Actions (routers register, hosts load).
+    def register_action(self, action: str, spec: Mapping[str, Any]) -> None: ...
+    def action_spec(self, action: str) -> dict[str, Any] | None: ...
+    def registered_actions(self) -> list[str]: ...
+    def unregister_action(self, action: str) -> None: ...
+
+    def epoch(self) -> str: ...
+    def close(self) -> None: ...
+
+
 class RegistryError(RuntimeError):
     """Redis cannot be used as the registry (unreachable, wrong or missing password)."""
-
-
-@dataclass(frozen=True)
-class HostRecord:
-    """What a model host reports in each heartbeat, plus two fields the registry fills on reads.
-
-    ``limit`` is the host's own concurrency cap; ``heartbeat_at`` is stamped by ``heartbeat``.
-    ``slots_in_use`` and ``scaler_limit`` are read-side only (``Registry.hosts``): heartbeats
-    ignore them.
-    """
-
-    host_id: str
-    address: str  # "127.0.0.1:port" of the host's action port
-    namespace: str
-    actions: tuple[str, ...]
-    models: tuple[str, ...]
-    state: HostState
-    limit: int
-    reported_in_flight: int = 0
-    memory_bytes: int = 0  # PSS
-    model_load_s: float | None = None  # measured, None until the host has loaded its models
-    # Seconds the host keeps an idle keep-alive connection open (0: not advertised). Routers drop
-    # their pooled connections to the host before that, instead of finding them closed.
-    keepalive_s: float = 0.0
-    heartbeat_at: float = 0.0  # unix seconds
-    slots_in_use: int = field(default=0, compare=False)
-    scaler_limit: int | None = field(default=None, compare=False)
-    # A router could not reach the host lately (``Registry.report_unreachable``).
-    unreachable: bool = field(default=False, compare=False)
-
-    @property
-    def routing_limit(self) -> int:
-        """The limit ``acquire`` applies: the scaler's, capped by the host's own."""
-        return self.limit if self.scaler_limit is None else min(self.limit, self.scaler_limit)
-
-
-@dataclass(frozen=True)
-class Slot:
-    """A slot taken by ``acquire``: send the activation to ``address``, then ``release`` it."""
-
-    host_id: str
-    address: str
-    action: str
-    in_use: int  # slots in use on the host right after this acquire
-    keepalive_s: float = 0.0  # the host's advertised keep-alive (0: unknown)
-    registered: bool = True  # False: the action's registration is gone (Redis lost its state)
-
-
-@dataclass(frozen=True)
-class PoolStats:
-    """Counters of one action's pool since Redis last lost its state."""
-
-    action: str
-    acquired: int
-    rejected: int  # acquire found no free slot
-    completed: int
-    timed: int  # completions released with a duration
-    duration_ms_sum: float
-    recent_ms: tuple[float, ...]  # newest first, at most DURATION_SAMPLES
 
 
 def _text(value: bytes | str | None) -> str | None:
@@ -213,7 +187,7 @@ class _PinnedEvalsha:
             conn.disconnect()
 
 
-class Registry:
+class RedisRegistry:
     """Host records, slot routing, action registrations and pool stats, all in one Redis."""
 
     def __init__(
@@ -468,32 +442,3 @@ class Registry:
         fresh = secrets.token_hex(8)
         previous = self.redis.set(self.keys.epoch, fresh, nx=True, get=True)
         return _text(previous) or fresh
-
-
-class LeaderLease:
-    """A lease in Redis that at most one scaler replica holds at a time (the control loop's leader).
-
-    Call ``try_acquire_or_renew`` more often than ``ttl_s`` (e.g. every ttl/3); when it returns
-    False, stop making decisions. Taking a free lease and renewing one's own are one Lua script.
-    """
-
-    def __init__(self, client: redis.Redis, keys: RedisKeys, holder_id: str, ttl_s: float) -> None:
-        if ttl_s <= 0 or not holder_id:
-            raise ValueError("holder_id must be non-empty and ttl_s positive")
-        self.redis = client
-        self.key = keys.leader
-        self.holder_id = holder_id
-        self.ttl_ms = max(1, round(ttl_s * 1000))
-        self._acquire = _script(client, "lease_acquire")
-        self._release = _script(client, "lease_release")
-
-    def try_acquire_or_renew(self) -> bool:
-        """True when this holder has the lease for the next ``ttl_s``."""
-        return bool(self._acquire(keys=[self.key], args=[self.holder_id, self.ttl_ms]))
-
-    def release(self) -> bool:
-        """Give the lease up if held (so another replica takes over at once). True if it was."""
-        return bool(self._release(keys=[self.key], args=[self.holder_id]))
-
-    def holder(self) -> str | None:
-        return _text(self.redis.get(self.key))

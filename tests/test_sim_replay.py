@@ -10,21 +10,12 @@ from pathlib import Path
 import pytest
 
 from warmwhisk_scaler.policy import POLICIES, HybridConfig
-from warmwhisk_scaler.replay import (
-    HostModel,
-    ReplaySettings,
-    Workload,
-    burst_and_ramp,
-    compare,
-    find_function,
-    format_table,
-    main,
-    read_azure_trace,
-    replay,
-    trace_workload,
-)
+from warmwhisk_sim.__main__ import format_table, main
+from warmwhisk_sim.replay import HostModel, ReplaySettings, compare, replay
+from warmwhisk_sim.traces import find_function, read_azure_trace, trace_workload
+from warmwhisk_sim.workloads import Workload, burst_and_ramp
 
-TRACE = Path(__file__).resolve().parents[1] / "scaler-service" / "traces" / "azure2019"
+TRACE = Path(__file__).resolve().parents[1] / "simulator" / "traces" / "azure2019"
 
 
 def workload(*pairs: tuple[float, float], horizon_s: float = 10.0) -> Workload:

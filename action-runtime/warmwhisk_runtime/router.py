@@ -1,30 +1,17 @@
-"""Routed mode and host mode: activations served by warm model hosts the scaler manages.
+"""Routed mode: the container OpenWhisk created is a thin forwarder to warm model hosts.
 
-**Routed mode** (`WARMWHISK_MODE=routed`, set by the invoker patch): the container OpenWhisk
-created is a thin forwarder. `/init` registers the action (its code and init env) with the
-registry and returns; it imports no action code and no torch, so the container answers within
-well under a second of starting. Each `/run` acquires a slot on a warm host serving the action
-(one atomic Redis operation), forwards the activation, relays the answer and the host's log
-lines (written here, with this container's sentinels, so OpenWhisk's log collection still
-works), and releases the slot with the measured duration. A host that fails mid-request (it
-died, or the connection broke) is skipped and the activation retried once on another host;
-inference is stateless.
-
-**Host mode** (`WARMWHISK_MODE=host`, started by the scaler): a runtime that serves forwarded
-runs of several actions of one namespace, each loaded on first use from its registration, with
-all their models in one process-wide store (shared when equal). It heartbeats its state into the
-registry.
-
-The forwarding protocol between the two is plain HTTP on the host's action port:
-`POST /run` with the original /run body and the header `X-Warmwhisk-Action: <action key>`; the
-host answers `200 {"status": <the action's status>, "body": <its JSON>, "stdout": ..., "stderr": ...}`.
+`/init` registers the action (its code and init parameters) with the registry and returns; it
+imports no action code and no torch, so the container answers within well under a second of
+starting. Each `/run` acquires a slot on a warm host serving the action (one atomic Redis
+operation), forwards the activation (`warmwhisk_protocol.forwarding`), relays the answer and the
+host's log lines (written here, with this container's sentinels, so OpenWhisk's log collection
+still works), and releases the slot with the measured duration. A host that fails mid-request is
+reported and skipped, and the activation retried once on another host; inference is stateless.
 """
 
 from __future__ import annotations
 
-import hashlib
 import http.client
-import json
 import select
 import socket
 import sys
@@ -32,14 +19,15 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-ACTION_HEADER = "X-Warmwhisk-Action"
-HTTP_ACTION_HEADER = "HTTP_X_WARMWHISK_ACTION"  # the same header in a WSGI environ
+from warmwhisk_protocol.forwarding import ACTION_HEADER, ActionSpec, Envelope, EnvelopeError
+from warmwhisk_protocol.records import Slot
 
-# Keys of the /init env that belong to the triggering activation, not to the action.
-_ACTIVATION_ENV = ("__OW_ACTIVATION_ID", "__OW_TRANSACTION_ID", "__OW_DEADLINE", "__OW_API_KEY")
+if TYPE_CHECKING:  # direct mode imports this module, and needs no Redis client
+    from warmwhisk_protocol.registry import Registry
+
+from . import contract
 
 
 class RoutingError(Exception):
@@ -63,38 +51,22 @@ class HostFailed(Exception):
     """A host could not be reached on a fresh connection, or broke the connection mid-request."""
 
 
-@dataclass(frozen=True)
-class Forwarded:
-    """A host's answer for one activation: the action's own status and JSON body, and its logs."""
-
-    status: int
-    payload: bytes
-    stdout: str
-    stderr: str
-
-
-def action_key(fields: Mapping[str, Any]) -> str:
-    """The action's identity for routing: its fully qualified name and a digest of everything
-    that makes it behave differently (code, entry point, init parameters). An update is a new
-    key, as it is a new revision for OpenWhisk."""
+def routed_action(fields: Mapping[str, Any]) -> tuple[str, ActionSpec]:
+    """The action's key and registration from its /init fields: its code, entry point and init
+    parameters, without the triggering activation's context. An update is a new key, as it is a
+    new revision for OpenWhisk."""
     env = fields["env"]
-    name = env.get("__OW_ACTION_NAME") or fields["name"] or "action"
-    stable_env = {k: v for k, v in env.items() if k not in _ACTIVATION_ENV}
-    material = json.dumps([fields["code"], fields["binary"], fields["main"], stable_env], sort_keys=True)
-    return f"{name}@{hashlib.sha256(material.encode()).hexdigest()[:16]}"
-
-
-def action_spec(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """What a host needs to load the action, as registered in Redis."""
-    env = fields["env"]
-    return {
-        "namespace": env.get("__OW_NAMESPACE", ""),
-        "name": fields["name"],
-        "main": fields["main"],
-        "binary": fields["binary"],
-        "code": fields["code"],
-        "env": {k: v for k, v in env.items() if k not in _ACTIVATION_ENV},
-    }
+    per_activation = {contract.env_name(k) for k in contract.PER_ACTIVATION_KEYS}
+    spec = ActionSpec(
+        namespace=env.get(contract.env_name("namespace"), ""),
+        name=fields["name"],
+        main=fields["main"],
+        binary=fields["binary"],
+        code=fields["code"],
+        env={k: v for k, v in env.items() if k not in per_activation},
+    )
+    name = env.get(contract.env_name("action_name")) or fields["name"] or "action"
+    return spec.key(name), spec
 
 
 class _NoAnswer(Exception):
@@ -237,17 +209,17 @@ class Router:
     # Hosts one activation is sent to at most: a failure is retried once, elsewhere.
     MAX_HOSTS_TRIED = 2
 
-    def __init__(self, registry: Any, clock: Callable[[], float] = time.monotonic) -> None:
-        self.registry = registry  # warmwhisk_scaler.registry.Registry
+    def __init__(self, registry: Registry, clock: Callable[[], float] = time.monotonic) -> None:
+        self.registry = registry
         self.connections = HostConnections(clock)
         self._clock = clock
-        self._specs: dict[str, Mapping[str, Any]] = {}
+        self._specs: dict[str, ActionSpec] = {}
 
-    def register(self, key: str, spec: Mapping[str, Any]) -> None:
-        self.registry.register_action(key, spec)
+    def register(self, key: str, spec: ActionSpec) -> None:
+        self.registry.register_action(key, spec.to_json())
         self._specs[key] = spec
 
-    def forward(self, key: str, body: bytes, timeout_s: float | None) -> Forwarded:
+    def forward(self, key: str, body: bytes, timeout_s: float | None) -> Envelope:
         """Run one activation on a warm host, waiting for a free slot until the deadline. A host
         that fails is reported (routing skips it, the scaler replaces it) and the activation goes
         to another one, at most `MAX_HOSTS_TRIED` hosts in all."""
@@ -288,7 +260,7 @@ class Router:
         except Exception as exc:  # noqa: BLE001 - the registry is away too: routing still avoids it
             sys.stderr.write(f"warmwhisk router: reporting {host_id} unreachable failed: {exc}\n")
 
-    def _release(self, slot: Any, duration_s: float | None = None) -> None:
+    def _release(self, slot: Slot, duration_s: float | None = None) -> None:
         """Give the slot back; if Redis fails here, the answer still stands (the slot count is
         re-seeded from the host's heartbeat when its record is rebuilt)."""
         try:
@@ -296,7 +268,7 @@ class Router:
         except Exception as exc:  # noqa: BLE001
             sys.stderr.write(f"warmwhisk router: releasing a slot on {slot.host_id} failed: {exc}\n")
 
-    def _acquire(self, key: str, end: float | None, failures: Mapping[str, str]) -> Any:
+    def _acquire(self, key: str, end: float | None, failures: Mapping[str, str]) -> Slot:
         try:
             return self._acquire_or_wait(key, end, failures)
         except RoutingError:
@@ -306,7 +278,7 @@ class Router:
                 f"the registry could not be reached: {type(exc).__name__}: {exc}", "registry"
             ) from exc
 
-    def _acquire_or_wait(self, key: str, end: float | None, failures: Mapping[str, str]) -> Any:
+    def _acquire_or_wait(self, key: str, end: float | None, failures: Mapping[str, str]) -> Slot:
         slot = self.registry.acquire(key, avoid=failures)
         if slot is not None:  # the common case: one Redis round trip
             if not slot.registered:
@@ -349,7 +321,7 @@ class Router:
         """Redis lost the action's registration (restarted empty): hosts started from now on
         load the action from it, so put it back."""
         if key in self._specs:
-            self.registry.register_action(key, self._specs[key])
+            self.registry.register_action(key, self._specs[key].to_json())
 
 
 def _failed(failures: Mapping[str, str]) -> str:
@@ -360,38 +332,15 @@ def _excerpt(payload: bytes) -> str:
     return repr(payload[:200])
 
 
-def _unwrap(status: int, payload: bytes, host_id: str) -> Forwarded:
+def _unwrap(status: int, payload: bytes, host_id: str) -> Envelope:
     if status != 200:
         raise RoutingError(
             f"model host {host_id} refused the activation: HTTP {status} {_excerpt(payload)}", "refused"
         )
     try:
-        envelope = json.loads(payload)
-        return Forwarded(
-            status=int(envelope["status"]),
-            payload=json.dumps(envelope["body"], ensure_ascii=False).encode(),
-            stdout=str(envelope.get("stdout", "")),
-            stderr=str(envelope.get("stderr", "")),
-        )
-    except (ValueError, KeyError, TypeError) as exc:
+        return Envelope.decode(payload)
+    except EnvelopeError as exc:
         raise RoutingError(f"model host {host_id} sent an unreadable answer: {exc}", "bad_answer") from exc
-
-
-def envelope(status: int, payload: bytes, logs: Mapping[str, str]) -> bytes:
-    """A host's answer to a forwarded run (see the module docstring)."""
-    return (
-        b'{"status": ' + str(status).encode() + b', "body": ' + payload
-        + b', "stdout": ' + json.dumps(logs.get("stdout", "")).encode()
-        + b', "stderr": ' + json.dumps(logs.get("stderr", "")).encode() + b"}"
-    )  # fmt: skip
-
-
-class Target(Protocol):
-    """What /run calls: a local action (invocation.Invocation) or a route to a host."""
-
-    name: str
-
-    def __call__(self, value: Any, activation: Any, timeout_s: float | None) -> Any: ...
 
 
 class RoutedTarget:
@@ -402,136 +351,5 @@ class RoutedTarget:
         self.key = key
         self.name = key
 
-    def __call__(self, value: Any, activation: Any, timeout_s: float | None) -> Forwarded:
+    def __call__(self, value: Any, activation: Any, timeout_s: float | None) -> Envelope:
         return self.router.forward(self.key, activation.body, timeout_s)
-
-
-class HostingError(Exception):
-    """A forwarded run this host cannot serve; `status` is the HTTP status to answer."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class HostedActions:
-    """Host mode: the actions this host serves, each loaded once, on first use (single-flight).
-
-    Only actions of the host's own namespace are served: a host never mixes namespaces.
-    """
-
-    def __init__(self, registry: Any, namespace: str) -> None:
-        self.registry = registry
-        self.namespace = namespace
-        self.loader: Callable[[str, dict[str, Any]], Target] | None = None  # set by the runtime
-        self._lock = threading.Lock()
-        self._ready: dict[str, Target] = {}
-        self._loading: dict[str, threading.Event] = {}
-        self._failed: dict[str, HostingError] = {}
-
-    def keys(self) -> list[str]:
-        return sorted(self._ready)
-
-    def get(self, key: str) -> Target:
-        target = self._ready.get(key)
-        if target is not None:
-            return target
-        with self._lock:
-            if key in self._ready:
-                return self._ready[key]
-            event = self._loading.get(key)
-            loader = event is None
-            if loader:
-                event = self._loading[key] = threading.Event()
-                self._failed.pop(key, None)
-        assert event is not None
-        if loader:
-            self._load(key, event)
-        else:
-            event.wait()
-        if key in self._ready:
-            return self._ready[key]
-        raise self._failed.get(key) or HostingError(502, f"action {key} could not be loaded")
-
-    def _load(self, key: str, event: threading.Event) -> None:
-        try:
-            spec = self.registry.action_spec(key)
-            if spec is None:
-                raise HostingError(404, f"action {key} is not registered")
-            if spec.get("namespace", "") != self.namespace:
-                raise HostingError(403, f"action {key} belongs to another namespace than this host's")
-            assert self.loader is not None
-            target = self.loader(key, spec)
-            with self._lock:
-                self._ready[key] = target
-        except HostingError as exc:
-            self._failed[key] = exc
-        except Exception as exc:  # noqa: BLE001 - reported to every waiting run
-            self._failed[key] = HostingError(502, f"loading action {key} failed: {type(exc).__name__}: {exc}")
-        finally:
-            with self._lock:
-                self._loading.pop(key, None)
-            event.set()
-
-
-@dataclass(frozen=True)
-class HostIdentity:
-    host_id: str
-    address: str  # where routers reach this host's action port
-    namespace: str
-    limit: int  # the most activations this host runs at once
-    actions: tuple[str, ...]  # assigned by the scaler at start
-    keepalive_s: float  # how long the host keeps an idle connection open (routers read it)
-
-
-class Heartbeat:
-    """Host mode: writes this host's state into the registry every `interval_s`."""
-
-    def __init__(
-        self,
-        registry: Any,
-        identity: HostIdentity,
-        state: Callable[[], dict[str, Any]],
-        interval_s: float,
-        record_type: Any,
-    ) -> None:
-        self._registry = registry
-        self._identity = identity
-        self._state = state
-        self._interval_s = interval_s
-        self._record_type = record_type  # warmwhisk_scaler.registry.HostRecord
-        self._stop = threading.Event()
-
-    def start(self) -> None:
-        threading.Thread(target=self._loop, name="heartbeat", daemon=True).start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def beat(self) -> None:
-        state = self._state()
-        me = self._identity
-        actions = tuple(sorted(set(me.actions) | set(state["actions"]))) or me.actions
-        self._registry.heartbeat(
-            self._record_type(
-                host_id=me.host_id,
-                address=me.address,
-                namespace=me.namespace,
-                actions=actions,
-                models=tuple(state["models"]),
-                state="warm" if set(me.actions) <= set(state["actions"]) else "starting",
-                limit=me.limit,
-                reported_in_flight=state["in_flight"],
-                memory_bytes=state["memory_bytes"],
-                model_load_s=state["model_load_s"],
-                keepalive_s=me.keepalive_s,
-            )
-        )
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.beat()
-            except Exception as exc:  # noqa: BLE001 - Redis away: keep trying; routers stop using us
-                sys.stderr.write(f"warmwhisk host: heartbeat failed: {exc}\n")
-            self._stop.wait(self._interval_s)

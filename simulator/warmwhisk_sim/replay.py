@@ -13,7 +13,8 @@ The simulated pool is what the scaler manages in production, reduced to what sca
   micro-batching) can be passed instead.
 * **Routing.** An arriving activation takes a slot on the fullest warm host with in-flight below
   its limit (ties: oldest host); if none has one it waits in a FIFO queue, served as slots free.
-* **Control loop.** Every ``config.tick_s`` the policy gets an ``Observation`` (rates and run-time
+* **Control loop.** Every ``config.tick_s`` the policy gets an ``Observation`` built by the live
+  controller's own ``warmwhisk_scaler.measure`` from the same readings (rates and run-time
   percentiles over ``ReplaySettings.window_s``, mean run time of the last 256 completions, the
   host model's cold start) and its decisions are applied at once. The policy is also called the
   moment an activation queues while the pool has no host at all (Knative's activator, Ray's
@@ -25,50 +26,25 @@ completion), latency-objective violations, memory (GB·s: memory_mb × host seco
 to the end of the workload), host seconds and peak hosts. No randomness in the simulation itself:
 workload generators take a seed, so a (workload, policy, config) triple always gives one result.
 
-CLI: ``python -m warmwhisk_scaler.replay --burst`` or ``--trace DIR --function top1 --minutes 60``.
+CLI: ``python -m warmwhisk_sim --burst`` or ``--trace DIR --function top1 --minutes 60``.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
 import heapq
-import json
 import math
-import sys
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from .policy import POLICIES, HostView, Observation, make_policy
-from .policy.types import Decision, Policy
+from warmwhisk_scaler.measure import PoolWindow, measure
+from warmwhisk_scaler.policy import POLICIES, HostView, Observation, make_policy
+from warmwhisk_scaler.policy.types import Decision, Policy
 
-# --- inputs --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Workload:
-    """Arrivals (s, ascending) and each activation's run time alone on a host (s)."""
-
-    name: str
-    arrivals: tuple[float, ...]
-    durations: tuple[float, ...]
-    # End of the workload's time span (s); memory is counted at least until then.
-    horizon_s: float
-    # Memory of one host suggested by the source (MB), e.g. the trace's allocated memory.
-    memory_mb: float | None = None
-
-    def __post_init__(self) -> None:
-        if len(self.arrivals) != len(self.durations):
-            raise ValueError("arrivals and durations differ in length")
-        if any(b < a for a, b in zip(self.arrivals, self.arrivals[1:], strict=False)):
-            raise ValueError("arrivals must be sorted")
-        if any(d <= 0 for d in self.durations):
-            raise ValueError("durations must be > 0")
+from .workloads import Workload
 
 
 @dataclass(frozen=True)
@@ -128,7 +104,6 @@ class ReplayResult:
 # --- the simulation ------------------------------------------------------------------------------
 
 _ARRIVE, _READY, _DONE, _TICK = 0, 1, 2, 3
-_RECENT_DURATIONS = 256  # like the registry's P:durations:<action> list
 _SPEED_TABLE = 257  # HostModel.speed(c) precomputed for c below this
 
 
@@ -176,10 +151,11 @@ class _Simulation:
         self.free: list[set[int]] = []  # free[c]: warm hosts with c in flight and a free slot
         self.queue: deque[int] = deque()
         self.done = 0
+        self.acquired = 0  # activations that took a slot, as the registry counts them
         self.peak = 0
-        self.recent_arrivals: deque[float] = deque()
-        self.recent_runs: deque[tuple[float, float]] = deque()
-        self.last_runs: deque[float] = deque(maxlen=_RECENT_DURATIONS)
+        # What the live controller measures, measured the same way (warmwhisk_scaler.measure).
+        self.window = PoolWindow(settings.window_s)
+        self.new_runs: list[float] = []  # run times completed since the policy last looked
         self.speeds = [host.speed(c) for c in range(_SPEED_TABLE)]
 
     # events
@@ -233,6 +209,7 @@ class _Simulation:
             self.unindex(h)
             self.advance(h, now)
             heapq.heappush(h.jobs, (h.work + self.duration[job], job))
+            self.acquired += 1
             h.last_active_at = now
             self.start[job] = now
             self.index(h)
@@ -248,9 +225,7 @@ class _Simulation:
             _, job = heapq.heappop(h.jobs)
             self.end[job] = now
             self.done += 1
-            run = now - self.start[job]
-            self.recent_runs.append((now, run))
-            self.last_runs.append(run)
+            self.new_runs.append(now - self.start[job])
         h.last_active_at = now
         if h.state == "draining" and not h.jobs:
             self.remove(h, now)
@@ -299,28 +274,14 @@ class _Simulation:
 
     # the control loop
     def observe(self, now: float) -> Observation:
-        window = self.settings.window_s
-        while self.recent_arrivals and self.recent_arrivals[0] <= now - window:
-            self.recent_arrivals.popleft()
-        while self.recent_runs and self.recent_runs[0][0] <= now - window:
-            self.recent_runs.popleft()
-        runs = sorted(r for _, r in self.recent_runs)
-        hosts = tuple(
+        """The controller's reading of the pool, then its measurement (the same code)."""
+        self.window.record(now, self.acquired, self.done, len(self.queue), self.new_runs)
+        self.new_runs = []
+        hosts = (
             HostView(h.host_id, h.state, len(h.jobs), h.limit, h.started_at, h.last_active_at)  # type: ignore[arg-type]
             for h in self.alive.values()
         )
-        return Observation(
-            pool=self.w.name,
-            now=now,
-            hosts=hosts,
-            queued=len(self.queue),
-            arrivals_per_s=len(self.recent_arrivals) / window,
-            completions_per_s=len(runs) / window,
-            latency_p50_s=_nearest_rank(runs, 0.50),
-            latency_p99_s=_nearest_rank(runs, 0.99),
-            service_time_s=sum(self.last_runs) / len(self.last_runs) if self.last_runs else None,
-            cold_start_s=self.model.cold_start_s,
-        )
+        return measure(self.w.name, now, hosts, len(self.queue), self.window, self.model.cold_start_s)
 
     def decide(self, now: float) -> None:
         observation = self.observe(now)
@@ -340,7 +301,6 @@ class _Simulation:
         while self.events:
             now, _, kind, a, b = heapq.heappop(self.events)
             if kind == _ARRIVE:
-                self.recent_arrivals.append(now)
                 self.queue.append(a)
                 self.dispatch(now)
                 if self.queue and (self.policy.event_driven or not self.alive):
@@ -399,12 +359,6 @@ class _Simulation:
         )
 
 
-def _nearest_rank(sorted_values: Sequence[float], q: float) -> float | None:
-    if not sorted_values:
-        return None
-    return sorted_values[min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))]
-
-
 def replay(
     workload: Workload,
     policy: str | Policy[Any, Any],
@@ -449,265 +403,3 @@ def compare(
     settings = settings or ReplaySettings()
     configs = configs or default_configs(settings.latency_objective_s)
     return [replay(workload, name, configs.get(name), host=host, settings=settings) for name in policies]
-
-
-# --- workloads -----------------------------------------------------------------------------------
-
-
-def _poisson_times(
-    rng: np.random.Generator, rate_fn: Any, t0: float, t1: float, rate_max: float
-) -> np.ndarray:
-    """A Poisson process of rate ``rate_fn(t)`` on [t0, t1), by thinning one of rate ``rate_max``."""
-    if rate_max <= 0 or t1 <= t0:
-        return np.empty(0)
-    n = rng.poisson(rate_max * (t1 - t0))
-    t = np.sort(rng.uniform(t0, t1, n))
-    keep = rng.uniform(0, rate_max, n) < rate_fn(t)
-    return t[keep]
-
-
-def burst_and_ramp(
-    seed: int = 0,
-    *,
-    base_rate: float = 2.0,
-    burst_at_s: float = 120.0,
-    burst_size: int = 120,
-    ramp_start_s: float = 240.0,
-    ramp_end_s: float = 540.0,
-    peak_rate: float = 30.0,
-    hold_end_s: float = 660.0,
-    tail_rate: float = 0.5,
-    horizon_s: float = 1200.0,
-    mean_duration_s: float = 0.1,
-    duration_sigma: float = 0.3,
-) -> Workload:
-    """A synthetic inference workload: Poisson at ``base_rate``/s; ``burst_size`` activations
-    within one second at ``burst_at_s``; a linear ramp from ``base_rate`` to ``peak_rate``/s
-    between ``ramp_start_s`` and ``ramp_end_s``; ``peak_rate`` held until ``hold_end_s``; then
-    ``tail_rate``/s until ``horizon_s``. Durations are log-normal with mean ``mean_duration_s``
-    and log-space sigma ``duration_sigma``. Deterministic for a seed."""
-    rng = np.random.default_rng(seed)
-
-    def rate(t: np.ndarray) -> np.ndarray:
-        ramp = base_rate + (peak_rate - base_rate) * (t - ramp_start_s) / (ramp_end_s - ramp_start_s)
-        return np.select(
-            [t < ramp_start_s, t < ramp_end_s, t < hold_end_s],
-            [np.full_like(t, base_rate), ramp, np.full_like(t, peak_rate)],
-            default=tail_rate,
-        )
-
-    background = _poisson_times(rng, rate, 0.0, horizon_s, max(base_rate, peak_rate, tail_rate))
-    burst = burst_at_s + np.sort(rng.uniform(0.0, 1.0, burst_size))
-    arrivals = np.sort(np.concatenate([background, burst]))
-    mu = math.log(mean_duration_s) - duration_sigma**2 / 2
-    durations = rng.lognormal(mu, duration_sigma, arrivals.size)
-    return Workload(
-        f"burst_and_ramp(seed={seed})", tuple(arrivals.tolist()), tuple(durations.tolist()), horizon_s
-    )
-
-
-@dataclass(frozen=True)
-class TraceFunction:
-    """One function of the Azure Functions 2019 trace sample."""
-
-    hash_function: str
-    trigger: str
-    # Invocations per minute, from the first minute of the sample.
-    per_minute: tuple[int, ...]
-    # Duration percentiles (s) at 0, 1, 25, 50, 75, 99, 100 % and the average (s).
-    duration_percentiles: tuple[float, ...]
-    duration_average_s: float
-    # Allocated memory of the function's app, average (MB).
-    memory_mb: float
-
-    @property
-    def total(self) -> int:
-        return sum(self.per_minute)
-
-
-_DURATION_QUANTILES = (0.0, 0.01, 0.25, 0.50, 0.75, 0.99, 1.0)
-_DURATION_COLUMNS = tuple(f"percentile_Average_{p}" for p in (0, 1, 25, 50, 75, 99, 100))
-
-
-def read_azure_trace(trace_dir: str | Path) -> list[TraceFunction]:
-    """The functions of the trace sample (``azure2019_*.csv`` in ``trace_dir``), busiest first."""
-    d = Path(trace_dir)
-    with open(d / "azure2019_durations.csv", newline="") as f:
-        durations = {r["HashFunction"]: r for r in csv.DictReader(f)}
-    with open(d / "azure2019_memory.csv", newline="") as f:
-        memory = {r["HashFunction"]: r for r in csv.DictReader(f)}
-    functions = []
-    with open(d / "azure2019_invocations.csv", newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader)
-        minute_cols = [i for i, name in enumerate(header) if name.isdigit()]
-        fn_col, trigger_col = header.index("HashFunction"), header.index("Trigger")
-        for row in reader:
-            key = row[fn_col]
-            dur, mem = durations.get(key), memory.get(key)
-            if dur is None:
-                continue
-            functions.append(
-                TraceFunction(
-                    hash_function=key,
-                    trigger=row[trigger_col],
-                    per_minute=tuple(int(row[i]) for i in minute_cols),
-                    duration_percentiles=tuple(float(dur[c]) / 1000.0 for c in _DURATION_COLUMNS),
-                    duration_average_s=float(dur["Average"]) / 1000.0,
-                    memory_mb=float(mem["AverageAllocatedMb"]) if mem else 128.0,
-                )
-            )
-    functions.sort(key=lambda fn: (-fn.total, fn.hash_function))
-    return functions
-
-
-def find_function(functions: Sequence[TraceFunction], selector: str) -> TraceFunction:
-    """``topN`` (the N-th busiest, from 1) or a prefix of the function hash."""
-    if selector.startswith("top") and selector[3:].isdigit():
-        rank = int(selector[3:])
-        if not 1 <= rank <= len(functions):
-            raise KeyError(f"{selector}: the trace has {len(functions)} functions")
-        return functions[rank - 1]
-    matches = [fn for fn in functions if fn.hash_function.startswith(selector)]
-    if len(matches) != 1:
-        raise KeyError(f"{selector!r} matches {len(matches)} functions (use topN or a longer hash prefix)")
-    return matches[0]
-
-
-def trace_workload(
-    functions: Sequence[TraceFunction],
-    *,
-    start_minute: int = 0,
-    minutes: int = 60,
-    seed: int = 0,
-    min_duration_s: float = 0.001,
-) -> Workload:
-    """Arrivals of one or several trace functions (merged into one pool: one model serving them).
-
-    Within each minute, a function's n invocations are spread as n independent uniform times, i.e.
-    a Poisson process conditioned on the minute's count. Durations are drawn from the function's
-    published percentiles (0, 1, 25, 50, 75, 99, 100 %) by interpolating the inverse CDF linearly
-    in log(duration), at least ``min_duration_s``: durations are roughly log-normal, and linear
-    interpolation across the 99–100 % span would inflate the mean (top1: 1.5 s vs 0.93 s). Seeded.
-    The host memory is the sum of the functions' allocated memory (one host holds them all)."""
-    rng = np.random.default_rng(seed)
-    times, runs = [], []
-    for fn in functions:
-        counts = np.asarray(fn.per_minute[start_minute : start_minute + minutes], dtype=int)
-        minute_of = np.repeat(np.arange(counts.size), counts)
-        t = (minute_of + rng.uniform(0.0, 1.0, minute_of.size)) * 60.0
-        u = rng.uniform(0.0, 1.0, t.size)
-        log_p = np.log(np.maximum(min_duration_s, np.asarray(fn.duration_percentiles)))
-        d = np.exp(np.interp(u, _DURATION_QUANTILES, log_p))
-        times.append(t)
-        runs.append(d)
-    t_all = np.concatenate(times) if times else np.empty(0)
-    d_all = np.concatenate(runs) if runs else np.empty(0)
-    order = np.argsort(t_all, kind="stable")
-    name = "+".join(fn.hash_function[:8] for fn in functions) + f"[{start_minute}:{start_minute + minutes}]"
-    return Workload(
-        name,
-        tuple(t_all[order].tolist()),
-        tuple(d_all[order].tolist()),
-        minutes * 60.0,
-        memory_mb=sum(fn.memory_mb for fn in functions),
-    )
-
-
-# --- CLI -----------------------------------------------------------------------------------------
-
-_COLUMNS = (  # (title, width, format spec, ReplayResult field)
-    ("policy", 9, "", "policy"),
-    ("acts", 7, "d", "activations"),
-    ("cold", 5, "d", "cold_starts"),
-    ("peak", 5, "d", "peak_hosts"),
-    ("p50 s", 7, ".3f", "latency_p50_s"),
-    ("p99 s", 7, ".3f", "latency_p99_s"),
-    ("wait s", 7, ".3f", "mean_wait_s"),
-    ("queued%", 7, ".2f", "queued_pct"),
-    ("viol", 6, "d", "violations"),
-    ("viol%", 6, ".2f", "violation_pct"),
-    ("mem GB·s", 10, ".1f", "memory_gb_s"),
-    ("host·s", 9, ".0f", "host_s"),
-)
-
-
-def format_table(results: Sequence[ReplayResult]) -> str:
-    """The results as a fixed-width table, one policy per row."""
-    lines = [" ".join(f"{title:<{w}}" if not spec else f"{title:>{w}}" for title, w, spec, _ in _COLUMNS)]
-    for r in results:
-        values = asdict(r)
-        lines.append(
-            " ".join(
-                f"{format(values[key], spec):<{w}}" if not spec else f"{format(values[key], spec):>{w}}"
-                for _, w, spec, key in _COLUMNS
-            )
-        )
-    return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m warmwhisk_scaler.replay",
-        description="Replay a workload against the scaling policies and compare them.",
-    )
-    src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--burst", action="store_true", help="the synthetic burst_and_ramp workload")
-    src.add_argument("--trace", type=Path, help="folder of the Azure Functions 2019 sample (azure2019_*.csv)")
-    src.add_argument("--list", type=Path, metavar="TRACE", help="list the trace's functions, busiest first")
-    parser.add_argument(
-        "--function", action="append", default=[], help="topN or a hash prefix; repeat to merge functions"
-    )
-    parser.add_argument("--start-minute", type=int, default=0, help="first minute of the sample to replay")
-    parser.add_argument("--minutes", type=int, default=60, help="minutes of the trace to replay")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cold-start-s", type=float, default=2.0, help="host cold start (s)")
-    parser.add_argument("--cores", type=float, default=2.0, help="cores per host")
-    parser.add_argument("--memory-mb", type=float, help="host memory (MB); default the trace's, or 1024")
-    parser.add_argument(
-        "--objective-s", type=float, help="latency objective (s); default max(0.5, 3 × mean run time)"
-    )
-    parser.add_argument("--policies", default=",".join(POLICIES), help="comma-separated policy names")
-    args = parser.parse_args(argv)
-
-    if args.list:
-        for rank, fn in enumerate(read_azure_trace(args.list), start=1):
-            print(
-                f"top{rank:<3} {fn.hash_function[:12]} {fn.trigger:<13} {fn.total:>7} invocations, "
-                f"peak {max(fn.per_minute):>4}/min, mean {fn.duration_average_s:.3f} s, {fn.memory_mb:.0f} MB"
-            )
-        return 0
-    if args.burst:
-        workload = burst_and_ramp(args.seed)
-    else:
-        functions = read_azure_trace(args.trace)
-        chosen = [find_function(functions, s) for s in args.function or ["top1"]]
-        workload = trace_workload(
-            chosen, start_minute=args.start_minute, minutes=args.minutes, seed=args.seed
-        )
-    memory = args.memory_mb or workload.memory_mb or 1024.0
-    host = HostModel(cold_start_s=args.cold_start_s, memory_mb=memory, cores=args.cores)
-    mean_run = float(np.mean(workload.durations)) if workload.durations else 0.0
-    objective = args.objective_s or max(0.5, 3.0 * mean_run)
-    settings = ReplaySettings(latency_objective_s=objective)
-    results = compare(workload, host=host, settings=settings, policies=args.policies.split(","))
-    print(
-        f"{workload.name}: {len(workload.arrivals)} activations over {workload.horizon_s:.0f} s, "
-        f"mean run {mean_run:.3f} s; host cold start {host.cold_start_s:g} s, {host.cores:g} cores, "
-        f"{host.memory_mb:g} MB; objective {objective:.2f} s"
-    )
-    print(format_table(results))
-    summary = {
-        "workload": workload.name,
-        "objective_s": objective,
-        "host": asdict(host),
-        "results": {
-            r.policy: {k: v for k, v in asdict(r).items() if k not in ("policy", "workload")} for r in results
-        },
-    }
-    print(json.dumps(summary, sort_keys=True))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,5 @@
-"""The scaler's Redis registry and slot routing, against a real password-protected redis-server."""
+"""The registry and slot routing: `RedisRegistry` against a real password-protected redis-server,
+and `InMemoryRegistry` held to the same behaviour (every test taking `registry` runs on both)."""
 
 from __future__ import annotations
 
@@ -17,15 +18,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from redis_harness import RedisProcess, free_loopback_port
-from warmwhisk_scaler.keys import DURATION_SAMPLES, RedisKeys
-from warmwhisk_scaler.registry import (
-    HostRecord,
-    LeaderLease,
-    Registry,
-    RegistryError,
-    Slot,
-    connect_redis,
-)
+from warmwhisk_protocol.keys import DURATION_SAMPLES, RedisKeys
+from warmwhisk_protocol.memory import InMemoryRegistry
+from warmwhisk_protocol.records import HostRecord, Slot
+from warmwhisk_protocol.registry import RedisRegistry, Registry, RegistryError, connect_redis
 
 ACTION = "/guest/embed"
 OTHER = "/guest/classify"
@@ -45,9 +41,12 @@ def host(host_id: str, limit: int = 4, **changes: Any) -> HostRecord:
     return HostRecord(**fields)
 
 
-@pytest.fixture
-def registry(redis_server: RedisProcess) -> Registry:
-    return Registry(connect_redis(redis_server.url), RedisKeys("test"), heartbeat_ttl_s=3.0)
+@pytest.fixture(params=["redis", "memory"])
+def registry(request: pytest.FixtureRequest) -> Registry:
+    if request.param == "memory":
+        return InMemoryRegistry(heartbeat_ttl_s=3.0)
+    server = request.getfixturevalue("redis_server")
+    return RedisRegistry(connect_redis(server.url), RedisKeys("test"), heartbeat_ttl_s=3.0)
 
 
 def in_use(registry: Registry) -> dict[str, int]:
@@ -80,7 +79,8 @@ def test_only_live_warm_hosts_serving_the_action_are_routed(registry: Registry) 
     assert registry.acquire(ACTION).host_id == "a"  # type: ignore[union-attr]
     registry.heartbeat(host("a", actions=(OTHER,)))  # no longer serves ACTION
     assert registry.acquire(ACTION) is None
-    assert registry.redis.smembers(registry.keys.action_hosts(ACTION)) == {b"b"}
+    if isinstance(registry, RedisRegistry):  # the index was pruned on the way (not just skipped)
+        assert registry.redis.smembers(registry.keys.action_hosts(ACTION)) == {b"b"}
     assert registry.acquire(OTHER).host_id == "a"  # type: ignore[union-attr]
     assert registry.pool_stats(ACTION).rejected == 2
 
@@ -133,7 +133,8 @@ def test_release_never_goes_below_zero_and_records_completions(registry: Registr
     assert registry.release(slot, duration_s=0.5) is False
     assert registry.release(Slot("ghost", "127.0.0.1:1", ACTION, 1)) is False
     assert in_use(registry) == {"h1": 0}
-    assert registry.redis.hget(registry.keys.slots, "ghost") is None  # not recreated
+    if isinstance(registry, RedisRegistry):  # Redis's own bookkeeping
+        assert registry.redis.hget(registry.keys.slots, "ghost") is None  # not recreated
     stats = registry.pool_stats(ACTION)
     assert (stats.acquired, stats.completed, stats.timed) == (1, 3, 2)
     assert stats.duration_ms_sum == pytest.approx(750.0)
@@ -151,7 +152,7 @@ def test_recent_durations_are_capped(registry: Registry) -> None:
 
 def test_expired_heartbeat_drops_the_host_and_routes_elsewhere(redis_server: RedisProcess) -> None:
     # A generous TTL against heartbeats every 50 ms: robust on a loaded machine.
-    registry = Registry(connect_redis(redis_server.url), heartbeat_ttl_s=1.5)
+    registry = RedisRegistry(connect_redis(redis_server.url), heartbeat_ttl_s=1.5)
     registry.heartbeat(host("h1", limit=4))
     registry.heartbeat(host("h2", limit=4))
     first = registry.acquire(ACTION)
@@ -174,7 +175,8 @@ def test_heartbeat_keeps_slot_counter_and_scaler_limit(registry: Registry) -> No
     registry.heartbeat(host("h1", limit=8, reported_in_flight=0))
     assert registry.set_limit("h1", 2) is True
     assert registry.set_limit("unknown", 2) is False
-    assert registry.redis.hget(registry.keys.limits, "unknown") is None
+    if isinstance(registry, RedisRegistry):  # Redis's own bookkeeping
+        assert registry.redis.hget(registry.keys.limits, "unknown") is None
     assert registry.acquire(ACTION) is not None
     registry.heartbeat(host("h1", limit=8, reported_in_flight=0))  # must not reset the counter
     assert registry.acquire(ACTION) is not None
@@ -203,14 +205,16 @@ def test_remove_host_forgets_it_and_ignores_a_late_heartbeat(registry: Registry)
     assert registry.heartbeat(host("h1")) is False
     assert registry.hosts() == []
     assert registry.acquire(ACTION) is None
-    keys = registry.keys
-    for key in (keys.action_hosts(ACTION), keys.action_hosts(OTHER), keys.hosts, keys.slots, keys.limits):
-        assert registry.redis.exists(key) == 0, key
+    assert registry.limited_hosts() == set()
+    if isinstance(registry, RedisRegistry):  # Redis's own bookkeeping
+        keys = registry.keys
+        for key in (keys.action_hosts(ACTION), keys.action_hosts(OTHER), keys.hosts, keys.slots, keys.limits):
+            assert registry.redis.exists(key) == 0, key
     assert registry.remove_host("h1") is False
 
 
 def test_redis_restart_rebuilds_the_registry_from_heartbeats(redis_server: RedisProcess) -> None:
-    registry = Registry(connect_redis(redis_server.url), heartbeat_ttl_s=3.0)
+    registry = RedisRegistry(connect_redis(redis_server.url), heartbeat_ttl_s=3.0)
     fleet = [host("h1", limit=2), host("h2", limit=2)]
     for record in fleet:
         registry.heartbeat(record)
@@ -238,7 +242,8 @@ def test_redis_restart_rebuilds_the_registry_from_heartbeats(redis_server: Redis
     assert in_use(registry) == {"h1": 0, "h2": 1}
 
 
-def test_hot_path_survives_script_flush_close_and_thread_exit(registry: Registry) -> None:
+def test_hot_path_survives_script_flush_close_and_thread_exit(redis_server: RedisProcess) -> None:
+    registry = RedisRegistry(connect_redis(redis_server.url), RedisKeys("test"), heartbeat_ttl_s=3.0)
     registry.heartbeat(host("h1"))
     baseline = len(registry.redis.client_list())
     registry.redis.script_flush()  # acquire/release reload their script
@@ -278,46 +283,7 @@ def test_wrong_or_missing_password_is_a_clear_error(redis_server: RedisProcess) 
         connect_redis(f"redis://:x@127.0.0.1:{free_loopback_port()}/0", timeout_s=0.5)
     unauthenticated = redis.Redis(host=redis_server.host, port=redis_server.port, retry=Retry(NoBackoff(), 0))
     with pytest.raises(redis.AuthenticationError):  # a client made without connect_redis
-        Registry(unauthenticated).hosts()
-
-
-def test_leader_lease_one_holder_expiry_and_release(redis_server: RedisProcess) -> None:
-    client = connect_redis(redis_server.url)
-    keys = RedisKeys("test")
-    a = LeaderLease(client, keys, "replica-a", ttl_s=0.6)
-    b = LeaderLease(client, keys, "replica-b", ttl_s=0.6)
-    assert a.try_acquire_or_renew() is True
-    assert b.try_acquire_or_renew() is False
-    time.sleep(0.3)
-    assert a.try_acquire_or_renew() is True  # renewed: still a's after the first TTL
-    time.sleep(0.4)
-    assert b.try_acquire_or_renew() is False
-    assert a.holder() == "replica-a"
-    time.sleep(0.8)  # a stops renewing
-    assert b.try_acquire_or_renew() is True
-    assert a.try_acquire_or_renew() is False
-    assert a.release() is False  # cannot release b's lease
-    assert b.release() is True
-    assert a.try_acquire_or_renew() is True
-
-
-def test_leader_lease_has_exactly_one_winner_among_racers(redis_server: RedisProcess) -> None:
-    client = connect_redis(redis_server.url)
-    leases = [LeaderLease(client, RedisKeys("race"), f"replica-{i}", ttl_s=5.0) for i in range(16)]
-    start = threading.Barrier(len(leases))
-    won: list[str] = []
-
-    def contend(lease: LeaderLease) -> None:
-        start.wait()
-        if lease.try_acquire_or_renew():
-            won.append(lease.holder_id)
-
-    threads = [threading.Thread(target=contend, args=(lease,)) for lease in leases]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(won) == 1 and leases[0].holder() == won[0]
+        RedisRegistry(unauthenticated).hosts()
 
 
 def test_action_registration_round_trips(registry: Registry) -> None:
@@ -368,7 +334,7 @@ def test_acquire_release_match_a_pure_model(
     """Against a model of the rule: fullest host with room, ties to the lowest id; int = release."""
     client = redis_server.client()
     client.flushdb()
-    registry = Registry(client)
+    registry = RedisRegistry(client)
     ids = [f"h{i}" for i in range(len(limits))]
     for host_id, limit in zip(ids, limits, strict=True):
         registry.heartbeat(host(host_id, limit=limit))

@@ -1,0 +1,179 @@
+"""The runtime's three modes, one object each, chosen once at start-up (`WARMWHISK_MODE`).
+
+* `DirectMode` (default): /init loads the action into this process; /run calls it here.
+* `RoutedMode`: /init registers the action with the registry; /run forwards to a warm model host
+  (`router.py`). No action code and no torch in this container.
+* `HostMode`: a model host started by the scaler; no /init; /run serves forwarded runs of the
+  registered actions of one namespace (`hosting.py`) and answers with an envelope.
+
+`Runtime` does what every mode shares (the contract, init-once, admission, deadlines, per-activation
+isolation, metrics) and asks its mode only what differs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from warmwhisk_protocol.forwarding import ACTION_HEADER, ActionSpec
+
+from . import contract
+from .contract import ContractError
+from .hosting import Heartbeat, HostedActions, HostingError, Target
+from .invocation import ActionLoader
+from .isolation import ActivationEnviron
+from .router import RoutedTarget, Router, routed_action
+from .runner import DeadlineRunner
+
+
+class Mode(Protocol):
+    name: str
+    # The answer to a run is an envelope with the logs (host mode), not the action's own answer.
+    answers_with_envelope: bool
+
+    def init(self, fields: dict[str, Any], timeout_s: float | None) -> Target:
+        """The action /init set up; raises ContractError (or what loading raised)."""
+        ...
+
+    def target(self, initialized: Target | None, action_key: str | None) -> Target:
+        """What a /run calls; raises ContractError when there is none."""
+        ...
+
+    def health(self) -> dict[str, Any]: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def _initialized(initialized: Target | None) -> Target:
+    if initialized is None:
+        raise ContractError(contract.FORBIDDEN, contract.ERR_NOT_INITIALIZED)
+    return initialized
+
+
+def apply_init_env(environ: ActivationEnviron, env: Mapping[str, str]) -> None:
+    """Init parameters and the triggering activation's `__OW_*` become process environment,
+    before the code loads (contract §2). Runs later see only their own `__OW_*` values."""
+    for key, value in env.items():
+        environ[key] = value
+        if key.startswith(contract.ENV_PREFIX):
+            environ.masked.add(key)
+
+
+class DirectMode:
+    name = "direct"
+    answers_with_envelope = False
+
+    def __init__(self, loader: ActionLoader, environ: ActivationEnviron, runner: DeadlineRunner) -> None:
+        self._loader = loader
+        self._environ = environ
+        self._runner = runner
+
+    def init(self, fields: dict[str, Any], timeout_s: float | None) -> Target:
+        apply_init_env(self._environ, fields["env"])
+        return self._runner.call(lambda: self._loader.load_initialized(fields), timeout_s)
+
+    def target(self, initialized: Target | None, action_key: str | None) -> Target:
+        return _initialized(initialized)
+
+    def health(self) -> dict[str, Any]:
+        return {}
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+class RoutedMode:
+    name = "routed"
+    answers_with_envelope = False
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+
+    def init(self, fields: dict[str, Any], timeout_s: float | None) -> Target:
+        key, spec = routed_action(fields)
+        try:
+            self.router.register(key, spec)
+        except Exception as exc:
+            raise ContractError(
+                contract.INIT_FAILED, f"Cannot register the action with the router: {exc}"
+            ) from exc
+        return RoutedTarget(self.router, key)
+
+    def target(self, initialized: Target | None, action_key: str | None) -> Target:
+        return _initialized(initialized)
+
+    def health(self) -> dict[str, Any]:
+        return {}
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        self.router.registry.close()
+
+
+class HostMode:
+    name = "host"
+    answers_with_envelope = True  # the logs travel back to the routed container
+
+    def __init__(
+        self,
+        hosted: HostedActions,
+        heartbeat: Heartbeat,
+        assigned: tuple[str, ...],
+        retry_s: float,
+    ) -> None:
+        self.hosted = hosted
+        self._heartbeat = heartbeat
+        self._assigned = assigned
+        self._retry_s = retry_s
+        self._stop = threading.Event()
+        self._loader = threading.Thread(
+            target=hosted.load_assigned, args=(assigned, retry_s, self._stop), name="host-actions",
+            daemon=True,
+        )  # fmt: skip
+
+    def init(self, fields: dict[str, Any], timeout_s: float | None) -> Target:
+        raise ContractError(contract.FORBIDDEN, "A model host serves forwarded runs only; it takes no /init.")
+
+    def target(self, initialized: Target | None, action_key: str | None) -> Target:
+        if not action_key:
+            raise ContractError(contract.BAD_REQUEST, f"A model host needs the {ACTION_HEADER} header.")
+        try:
+            return self.hosted.get(action_key)
+        except HostingError as exc:
+            raise ContractError(exc.status, str(exc)) from exc
+
+    def health(self) -> dict[str, Any]:
+        return {"hosted_actions": self.hosted.keys()}
+
+    def start(self) -> None:
+        """Heartbeat from now on, and load the assigned actions in the background."""
+        self._heartbeat.start()
+        self._loader.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._heartbeat.stop()
+        if self._loader.is_alive():
+            self._loader.join(timeout=5)
+        self.hosted.registry.close()
+
+
+def hosted_loader(
+    loader: ActionLoader, environ: ActivationEnviron
+) -> Callable[[str, ActionSpec], Target]:
+    """How a model host loads a registered action: its init parameters become process
+    environment, then its code and models load."""
+
+    def load(key: str, spec: ActionSpec) -> Target:
+        apply_init_env(environ, spec.env)
+        return loader.load_registered(key, spec)
+
+    return load
