@@ -6,10 +6,13 @@ PYTHON := $(VENV)/bin/python
 
 export IMAGE VENV
 
-.PHONY: setup image models test demo bench-runtime bench-models bench-scaler lint clean-docker
+.PHONY: setup setup-no-docker image models test test-fast demo bench-runtime bench-models bench-scaler lint clean-docker
 
 setup:
 	@bash deploy/setup.sh
+
+setup-no-docker:
+	@bash deploy/setup.sh --no-docker
 
 image: setup
 	@bash deploy/build-image.sh
@@ -21,6 +24,10 @@ models: setup
 # (tests/runtime_harness.py reads the image name from WARMWHISK_IMAGE)
 test: image models
 	WARMWHISK_IMAGE=$(IMAGE) $(PYTHON) -m pytest tests
+
+# The fast loop: unit tests only (no Docker, no image, no runtime processes), well under a minute.
+test-fast: setup-no-docker
+	$(PYTHON) -m pytest -m "not docker and not slow" tests
 
 demo: image models
 	$(PYTHON) deploy/demo.py

@@ -10,14 +10,19 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 venv=${VENV:-.venv}
+# --no-docker: only what the unit tests need (`make test-fast`): redis-server and the virtualenv.
+with_docker=1
+[ "${1:-}" != "--no-docker" ] || with_docker=0
 
 say() { echo "setup: $*" >&2; }
 
 # --- 1. system packages -----------------------------------------------------
 missing=()
-{ command -v dockerd && command -v docker; } >/dev/null 2>&1 || missing+=(docker.io)
-# (debootstrap checks the Debian archive signatures: it needs the keyring.)
-command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap debian-archive-keyring ca-certificates)
+if [ "$with_docker" = 1 ]; then
+    { command -v dockerd && command -v docker; } >/dev/null 2>&1 || missing+=(docker.io)
+    # (debootstrap checks the Debian archive signatures: it needs the keyring.)
+    command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap debian-archive-keyring ca-certificates)
+fi
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # Debian splits venv/ensurepip out of python3 into python3-venv.
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3 python3-venv)
@@ -62,4 +67,4 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$req_hash" ]; then
 fi
 
 # --- 3. Docker engine -------------------------------------------------------
-docker info >/dev/null 2>&1 || bash "$repo/deploy/start-dockerd.sh"
+[ "$with_docker" = 0 ] || docker info >/dev/null 2>&1 || bash "$repo/deploy/start-dockerd.sh"

@@ -90,3 +90,16 @@ def redis_server() -> Iterator[Any]:
 
     with running_redis() as server:
         yield server
+
+
+# Fixtures that start runtime processes or containers: a test using one is `slow` (seconds), and
+# `make test-fast` leaves it out.
+_SLOW_FIXTURES = frozenset(
+    {"start_runtime", "start_process_runtime", "docker_client", "scaler", "backends", "docker_backends"}
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -169,7 +169,7 @@ def file_server(tmp_path: Path) -> Iterator[tuple[str, Path, list[str]]]:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}", served, hits
     server.shutdown()
     server.server_close()

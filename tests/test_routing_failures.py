@@ -115,7 +115,7 @@ class _KeepAliveThenDrop(http.server.BaseHTTPRequestHandler):
 def dropping_server() -> Iterator[http.server.ThreadingHTTPServer]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _KeepAliveThenDrop)
     server.requests = []  # type: ignore[attr-defined]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     yield server
     server.shutdown()
     server.server_close()
@@ -243,7 +243,7 @@ def fake_host(registry) -> Iterator:
     ) -> http.server.ThreadingHTTPServer:
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeHost)
         server.answer, server.calls, server.delay_s = (status, payload), 0, delay_s  # type: ignore[attr-defined]
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         record = HostRecord(host_id=host_id, address=f"127.0.0.1:{server.server_address[1]}",
                             namespace="guest", actions=(key,), models=(), state="warm", limit=4)  # fmt: skip
 

@@ -176,6 +176,7 @@ def test_status_hosts_actions_and_metrics_read_the_registry(service, client):
 # -- manual scale through the control loop, with a real host process ---------------------------------
 
 
+@pytest.mark.slow
 def test_manual_scale_starts_a_host_then_drains_and_stops_it(service, client):
     registry, controller = service.registry, service.controller
     registry.register_action(ACTION, SPEC)
@@ -317,6 +318,7 @@ def scaler_process(redis_url: str, port: int, state_dir: Path) -> subprocess.Pop
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+@pytest.mark.slow
 def test_the_scaler_runs_as_a_module_and_gives_the_lease_up_on_sigterm(redis_server, tmp_path):
     port = free_loopback_port()
     base = f"http://127.0.0.1:{port}"
@@ -351,6 +353,7 @@ def test_the_scaler_runs_as_a_module_and_gives_the_lease_up_on_sigterm(redis_ser
             process.communicate()
 
 
+@pytest.mark.slow
 def test_the_scaler_exits_with_a_clear_message_when_redis_rejects_the_password(redis_server, tmp_path):
     url = redis_server.url.replace(redis_server.password, "not-the-password")
     process = scaler_process(url, free_loopback_port(), tmp_path / "hosts")

@@ -47,10 +47,22 @@ class Mode(Protocol):
     def stop(self) -> None: ...
 
 
-def _initialized(initialized: Target | None) -> Target:
-    if initialized is None:
-        raise ContractError(contract.FORBIDDEN, contract.ERR_NOT_INITIALIZED)
-    return initialized
+class _OneAction:
+    """Direct and routed modes: /run calls the one action /init set up; nothing runs beside."""
+
+    def target(self, initialized: Target | None, action_key: str | None) -> Target:
+        if initialized is None:
+            raise ContractError(contract.FORBIDDEN, contract.ERR_NOT_INITIALIZED)
+        return initialized
+
+    def health(self) -> dict[str, Any]:
+        return {}
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
 
 
 def apply_init_env(environ: ActivationEnviron, env: Mapping[str, str]) -> None:
@@ -62,7 +74,7 @@ def apply_init_env(environ: ActivationEnviron, env: Mapping[str, str]) -> None:
             environ.masked.add(key)
 
 
-class DirectMode:
+class DirectMode(_OneAction):
     name = "direct"
     answers_with_envelope = False
 
@@ -75,20 +87,8 @@ class DirectMode:
         apply_init_env(self._environ, fields["env"])
         return self._runner.call(lambda: self._loader.load_initialized(fields), timeout_s)
 
-    def target(self, initialized: Target | None, action_key: str | None) -> Target:
-        return _initialized(initialized)
 
-    def health(self) -> dict[str, Any]:
-        return {}
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-
-class RoutedMode:
+class RoutedMode(_OneAction):
     name = "routed"
     answers_with_envelope = False
 
@@ -104,15 +104,6 @@ class RoutedMode:
                 contract.INIT_FAILED, f"Cannot register the action with the router: {exc}"
             ) from exc
         return RoutedTarget(self.router, key)
-
-    def target(self, initialized: Target | None, action_key: str | None) -> Target:
-        return _initialized(initialized)
-
-    def health(self) -> dict[str, Any]:
-        return {}
-
-    def start(self) -> None:
-        pass
 
     def stop(self) -> None:
         self.router.registry.close()

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .keys import DURATION_SAMPLES
-from .records import HOST_STATES, HostRecord, PoolStats, Slot
+from .records import HostRecord, PoolStats, Slot, check_heartbeat
 
 
 @dataclasses.dataclass
@@ -65,12 +65,7 @@ class InMemoryRegistry:
         return entry[0]
 
     def heartbeat(self, record: HostRecord) -> bool:
-        if record.state not in HOST_STATES:
-            raise ValueError(f"state must be one of {HOST_STATES}, got {record.state!r}")
-        if record.limit < 0 or record.reported_in_flight < 0:
-            raise ValueError("limit and reported_in_flight must be >= 0")
-        if not all(record.actions) or not record.host_id:
-            raise ValueError("host_id and action names must be non-empty")
+        check_heartbeat(record)
         with self._lock:
             now = self._clock()
             if self._tombstones.get(record.host_id, 0.0) > now:

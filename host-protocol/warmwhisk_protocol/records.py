@@ -71,3 +71,13 @@ class PoolStats:
     timed: int  # completions released with a duration
     duration_ms_sum: float
     recent_ms: tuple[float, ...]  # newest first, at most DURATION_SAMPLES
+
+
+def check_heartbeat(record: HostRecord) -> None:
+    """What every registry refuses in a heartbeat (ValueError)."""
+    if record.state not in HOST_STATES:
+        raise ValueError(f"state must be one of {HOST_STATES}, got {record.state!r}")
+    if record.limit < 0 or record.reported_in_flight < 0:
+        raise ValueError("limit and reported_in_flight must be >= 0")
+    if not all(record.actions) or not record.host_id:
+        raise ValueError("host_id and action names must be non-empty")

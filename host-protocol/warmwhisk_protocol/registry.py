@@ -59,7 +59,7 @@ from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
 
 from .keys import DURATION_SAMPLES, RedisKeys
-from .records import HOST_STATES, HostRecord, PoolStats, Slot
+from .records import HostRecord, PoolStats, Slot, check_heartbeat
 
 _LUA = Path(__file__).with_name("lua")
 
@@ -218,12 +218,7 @@ class RedisRegistry:
         Leaves the slot counter and the scaler's limit alone. Returns False (and writes nothing)
         when the host was removed within the last two TTLs.
         """
-        if record.state not in HOST_STATES:
-            raise ValueError(f"state must be one of {HOST_STATES}, got {record.state!r}")
-        if record.limit < 0 or record.reported_in_flight < 0:
-            raise ValueError("limit and reported_in_flight must be >= 0")
-        if not all(record.actions) or not record.host_id:
-            raise ValueError("host_id and action names must be non-empty")
+        check_heartbeat(record)
         k = self.keys
         actions = json.dumps(list(record.actions))
         fields: dict[str, str] = {

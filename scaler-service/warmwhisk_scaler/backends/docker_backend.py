@@ -25,16 +25,8 @@ from docker.types import Mount
 
 from warmwhisk_protocol.host import IMAGE_PYTHON, MODELS_MOUNT, RUNTIME_MODULE, runtime_flags
 
-from .base import (
-    DEFAULT_OWNER,
-    BackendError,
-    HostSpec,
-    PortAllocator,
-    RunningHost,
-    adopt_or_stop,
-    loopback,
-    poll_ready,
-)
+from . import base
+from .base import DEFAULT_OWNER, BackendError, HostSpec, RunningHost
 
 LABEL_OWNER = "warmwhisk.owner"
 LABEL_HOST_ID = "warmwhisk.host-id"
@@ -97,7 +89,7 @@ class DockerBackend:
         self.command = tuple(command)
         self.stop_timeout_s = int(stop_timeout_s)
         self.create_options = dict(create_options or {})
-        self._ports = PortAllocator()
+        self._ports = base.PortAllocator()
 
     @classmethod
     def from_env(cls, image: str, **kwargs: Any) -> DockerBackend:
@@ -148,8 +140,8 @@ class DockerBackend:
         return RunningHost(
             host_id=spec.host_id,
             pool=spec.pool,
-            address=loopback(port),
-            metrics_address=loopback(metrics_port),
+            address=base.loopback(port),
+            metrics_address=base.loopback(metrics_port),
             started_at=started_at,
             owner=self.owner,
         )
@@ -167,11 +159,11 @@ class DockerBackend:
         for host_id, container_id in dead:
             self._remove(container_id, running=False, name=host_id)
             removed.append(host_id)
-        adopted, stopped = adopt_or_stop(live, keep, self.stop)
+        adopted, stopped = base.adopt_or_stop(live, keep, self.stop)
         return adopted, removed + stopped
 
     def wait_ready(self, host: RunningHost, timeout_s: float) -> bool:
-        return poll_ready(host, timeout_s, alive=lambda: self._is_running(host.host_id))
+        return base.poll_ready(host, timeout_s, alive=lambda: self._is_running(host.host_id))
 
     def logs(self, host_id: str, tail: int = 100) -> str:
         try:
@@ -238,8 +230,8 @@ def _host_from_labels(labels: Mapping[str, str]) -> RunningHost | None:
         return RunningHost(
             host_id=labels[LABEL_HOST_ID],
             pool=labels[LABEL_POOL],
-            address=loopback(int(labels[LABEL_PORT])),
-            metrics_address=loopback(int(labels[LABEL_METRICS_PORT])),
+            address=base.loopback(int(labels[LABEL_PORT])),
+            metrics_address=base.loopback(int(labels[LABEL_METRICS_PORT])),
             started_at=float(labels[LABEL_STARTED_AT]),
             owner=labels[LABEL_OWNER],
         )
