@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from warmwhisk_protocol.forwarding import WSGI_ACTION_HEADER
+from warmwhisk_protocol.forwarding import Forwarding
 
 from .contract import BAD_REQUEST, PAYLOAD_TOO_LARGE
 from .runtime import Response, Runtime, error_response
@@ -64,8 +64,9 @@ class ActionApp:
     def __init__(self, runtime: Runtime, max_body_bytes: int) -> None:
         self._routes: dict[str, Callable[[bytes, dict[str, Any]], Response]] = {
             "/init": lambda raw, _environ: runtime.init(raw),
-            # A model host learns which action a forwarded run is for from a header.
-            "/run": lambda raw, environ: runtime.run(raw, environ.get(WSGI_ACTION_HEADER)),
+            # A model host learns which action a forwarded run is for, and the router's proof that
+            # it may ask, from headers.
+            "/run": lambda raw, environ: runtime.run(raw, Forwarding.from_wsgi(environ)),
         }
         self._max_body = max_body_bytes
 

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from warmwhisk_protocol.forwarding import ACTION_HEADER, ActionSpec
+from warmwhisk_protocol.forwarding import ACTION_HEADER, ActionSpec, Forwarding
 
 from . import contract
 from .contract import ContractError
@@ -36,8 +36,8 @@ class Mode(Protocol):
         """The action /init set up; raises ContractError (or what loading raised)."""
         ...
 
-    def target(self, initialized: Target | None, action_key: str | None) -> Target:
-        """What a /run calls; raises ContractError when there is none."""
+    def target(self, initialized: Target | None, forwarding: Forwarding | None) -> Target:
+        """What a /run calls; raises ContractError when there is none (or it may not be called)."""
         ...
 
     def health(self) -> dict[str, Any]: ...
@@ -50,7 +50,7 @@ class Mode(Protocol):
 class _OneAction:
     """Direct and routed modes: /run calls the one action /init set up; nothing runs beside."""
 
-    def target(self, initialized: Target | None, action_key: str | None) -> Target:
+    def target(self, initialized: Target | None, forwarding: Forwarding | None) -> Target:
         if initialized is None:
             raise ContractError(contract.FORBIDDEN, contract.ERR_NOT_INITIALIZED)
         return initialized
@@ -133,11 +133,11 @@ class HostMode:
     def init(self, fields: dict[str, Any], timeout_s: float | None) -> Target:
         raise ContractError(contract.FORBIDDEN, "A model host serves forwarded runs only; it takes no /init.")
 
-    def target(self, initialized: Target | None, action_key: str | None) -> Target:
-        if not action_key:
+    def target(self, initialized: Target | None, forwarding: Forwarding | None) -> Target:
+        if forwarding is None or not forwarding.action_key:
             raise ContractError(contract.BAD_REQUEST, f"A model host needs the {ACTION_HEADER} header.")
         try:
-            return self.hosted.get(action_key)
+            return self.hosted.get(forwarding.action_key)
         except HostingError as exc:
             raise ContractError(exc.status, str(exc)) from exc
 

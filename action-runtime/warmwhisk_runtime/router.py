@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from warmwhisk_protocol.forwarding import ACTION_HEADER, ActionSpec, Envelope, EnvelopeError
+from warmwhisk_protocol.forwarding import ActionSpec, Envelope, EnvelopeError, Forwarding
 from warmwhisk_protocol.records import Slot
 
 if TYPE_CHECKING:  # direct mode imports this module, and needs no Redis client
@@ -231,7 +231,7 @@ class Router:
             timeout = None if end is None else max(0.001, end - started)
             try:
                 status, payload = self.connections.post(
-                    slot.address, body, {ACTION_HEADER: key}, timeout, slot.keepalive_s
+                    slot.address, body, Forwarding(key, slot.token).headers(), timeout, slot.keepalive_s
                 )
             except TimeoutError as exc:  # the deadline came: no time is left to try another host
                 self._release(slot)

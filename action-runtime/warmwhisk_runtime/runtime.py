@@ -13,7 +13,7 @@ import time
 import traceback
 from typing import Any
 
-from warmwhisk_protocol.forwarding import Envelope
+from warmwhisk_protocol.forwarding import Envelope, Forwarding
 
 from . import contract
 from .config import RuntimeConfig
@@ -112,13 +112,13 @@ class Runtime:
         return error_response(status, message)
 
     # ------------------------------------------------------------------------------------ /run
-    def run(self, raw: bytes, action_key: str | None = None) -> Response:
-        """A /run; `action_key` is the action a router forwarded it for (host mode)."""
+    def run(self, raw: bytes, forwarding: Forwarding | None = None) -> Response:
+        """A /run; `forwarding` says which action a router forwarded it for (host mode)."""
         try:
+            target = self.mode.target(self.action, forwarding)
             body = contract.parse_json_object(raw, "/run")
             value, context = contract.run_fields(body)
             deadline = contract.deadline_ms(context)
-            target = self.mode.target(self.action, action_key)
         except ContractError as exc:
             return self._refuse(exc.status, exc.message)
         if not self._admit(deadline):

@@ -20,8 +20,32 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 ACTION_HEADER = "X-Warmwhisk-Action"
-# The same header as a WSGI environ key.
-WSGI_ACTION_HEADER = "HTTP_" + ACTION_HEADER.upper().replace("-", "_")
+# The credential a host was started with; it answers 401 to a forwarded run without it.
+TOKEN_HEADER = "X-Warmwhisk-Host-Token"
+
+
+def _wsgi(header: str) -> str:
+    return "HTTP_" + header.upper().replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Forwarding:
+    """What a router adds to a forwarded run: which action it is for, and the host's token."""
+
+    action_key: str | None
+    token: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        headers = {ACTION_HEADER: self.action_key or ""}
+        if self.token is not None:
+            headers[TOKEN_HEADER] = self.token
+        return headers
+
+    @classmethod
+    def from_wsgi(cls, environ: Mapping[str, Any]) -> Forwarding | None:
+        """From a request's WSGI environ; None when it carries neither header (not forwarded)."""
+        key, token = environ.get(_wsgi(ACTION_HEADER)), environ.get(_wsgi(TOKEN_HEADER))
+        return None if key is None and token is None else cls(key, token)
 # Hex digits of the spec digest in an action key (128 bits).
 DIGEST_CHARS = 32
 

@@ -58,6 +58,7 @@ class Slot:
     in_use: int  # slots in use on the host right after this acquire
     keepalive_s: float = 0.0  # the host's advertised keep-alive (0: unknown)
     registered: bool = True  # False: the action's registration is gone (Redis lost its state)
+    token: str | None = None  # the host's credential, sent with the forwarded run
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,24 @@ class ScalerSettings:
     host_max_concurrent: int = 32
     # State folder of the process backend. `--state-dir`, `WARMWHISK_SCALER_STATE_DIR`.
     state_dir: str = "/tmp/warmwhisk-scaler"
+    # Most hosts this scaler runs at once, all pools together; manual scale and every pool's
+    # max_hosts stay below it. None: sized from the backend's memory at start (its memory over
+    # `host_memory_bytes`, or 1 GiB per host). `--max-hosts`, `WARMWHISK_SCALER_MAX_HOSTS`.
+    max_hosts: int | None = None
+    # Most host starts per tick, all pools together (the rest wait for the next tick).
+    # `WARMWHISK_SCALER_MAX_STARTS_PER_TICK` (4).
+    max_starts_per_tick: int = 4
+    # After a failed start, a pool waits this long before the next one, doubling per failure in a
+    # row up to `start_backoff_max_s` (s). `WARMWHISK_SCALER_START_BACKOFF_S` (1), `..._MAX_S` (60).
+    start_backoff_s: float = 1.0
+    start_backoff_max_s: float = 60.0
+    # Accept a Redis that asks for no password (the default user open to anyone). Off: the
+    # scaler refuses to start against it. `--insecure-no-auth`.
+    insecure_no_auth: bool = False
+    # A rotated namespace credential stays valid this long after its successor is issued (s),
+    # so routed containers holding it keep working until they are replaced.
+    # `WARMWHISK_SCALER_CREDENTIAL_GRACE_S` (3600).
+    credential_grace_s: float = 3600.0
 
     @property
     def lease_ttl_s(self) -> float:
