@@ -7,9 +7,10 @@ then times `--requests` operations after `--warmup` untimed ones, each on its ow
 
   raw ping         PING written to and read from a plain socket: the loopback round-trip floor;
   ping             PING through redis-py: the floor plus the client library's own cost;
-  acquire          `Registry.acquire`: one EVALSHA of the acquire script, on the connection the
-                   registry pins to the calling thread (no pool checkout, no per-command hooks);
-  release          `Registry.release` with a duration: one EVALSHA of the release script, likewise;
+  acquire          `RedisRegistry.acquire`: one EVALSHA of the acquire script, on the connection
+                   the registry pins to the calling thread (no pool checkout, no per-command hooks);
+  release          `RedisRegistry.release` with a duration: one EVALSHA of the release script,
+                   likewise;
   acquire+release  the two back to back: what one routed activation adds (`acquire_release_p50_ms`);
   acquire+release  again with `--many-hosts` hosts serving the action, to show how the scan grows.
 
@@ -25,19 +26,16 @@ to stderr. Usage: .venv/bin/python bench/bench_registry.py [--requests N] [--rou
 from __future__ import annotations
 
 import argparse
-import json
 import socket
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "scaler-service"))
-
-from warmwhisk_scaler.redis_process import RedisProcess  # noqa: E402
-from warmwhisk_scaler.registry import HostRecord, Registry, Slot, connect_redis  # noqa: E402
+from lib.report import emit_summary, medians, pct_nearest_index
+from lib.targets import redis_server
+from warmwhisk_protocol.records import HostRecord, Slot
+from warmwhisk_protocol.registry import RedisRegistry, connect_redis
 
 ACTION = "/bench/echo"
 ACTION_MANY = "/bench/echo-many"  # served by its own `--many-hosts` hosts
@@ -46,11 +44,7 @@ TARGET_P50_MS = 0.3
 METRICS = ("p50", "p99", "mean", "client_us", "redis_us")
 
 
-def percentile(sorted_ms: list[float], q: float) -> float:
-    return sorted_ms[min(len(sorted_ms) - 1, round(q * (len(sorted_ms) - 1)))]
-
-
-def heartbeat_hosts(registry: Registry, count: int, action: str) -> None:
+def heartbeat_hosts(registry: RedisRegistry, count: int, action: str) -> None:
     for i in range(count):
         registry.heartbeat(
             HostRecord(
@@ -65,7 +59,7 @@ def heartbeat_hosts(registry: Registry, count: int, action: str) -> None:
         )
 
 
-def run(registry: Registry, ops: list[Callable[[], object]], warmup: list[Callable[[], object]]) -> dict:
+def run(registry: RedisRegistry, ops: list[Callable[[], object]], warmup: list[Callable[[], object]]) -> dict:
     """Time each op; client CPU and Redis time are per op, over the whole timed span."""
     for op in warmup:
         op()
@@ -81,8 +75,8 @@ def run(registry: Registry, ops: list[Callable[[], object]], warmup: list[Callab
     redis_us = sum(v["usec"] for k, v in stats.items() if k != "cmdstat_config")
     samples.sort()
     return {
-        "p50": percentile(samples, 0.5),
-        "p99": percentile(samples, 0.99),
+        "p50": pct_nearest_index(samples, 0.5),
+        "p99": pct_nearest_index(samples, 0.99),
         "mean": statistics.fmean(samples),
         "client_us": cpu * 1e6 / len(ops),
         "redis_us": redis_us / len(ops),
@@ -106,7 +100,7 @@ def raw_ping(host: str, port: int, password: str) -> Callable[[], object]:
 
 
 def one_round(
-    registry: Registry, raw: Callable[[], object], hosts: int, many_hosts: int, n: int, warmup: int
+    registry: RedisRegistry, raw: Callable[[], object], hosts: int, many_hosts: int, n: int, warmup: int
 ) -> dict[str, dict]:
     def pair(action: str = ACTION) -> None:
         slot = registry.acquire(action)
@@ -137,8 +131,8 @@ def one_round(
         size = min(batch, n - start)
         acquires.append(run(registry, [acquire] * size, []))
         releases.append(run(registry, [release] * size, []))
-    results["acquire"] = {m: statistics.median(r[m] for r in acquires) for m in METRICS}
-    results["release"] = {m: statistics.median(r[m] for r in releases) for m in METRICS}
+    results["acquire"] = medians(acquires, METRICS)
+    results["release"] = medians(releases, METRICS)
     results["acquire+release"] = run(registry, [pair] * n, [pair] * warmup)
     results[f"acquire+release, {many_hosts} hosts"] = run(registry, [pair_many] * n, [pair_many] * warmup)
     busy = [record.host_id for record in registry.hosts() if record.slots_in_use]
@@ -146,18 +140,22 @@ def one_round(
     return results
 
 
-def main() -> None:
+def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=5000, help="timed operations per row and round")
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--hosts", type=int, default=8)
     parser.add_argument("--many-hosts", type=int, default=64)
-    args = parser.parse_args()
+    return parser.parse_args(argv)
 
+
+def measure_rounds(args: argparse.Namespace) -> tuple[str, list[dict[str, dict]]]:
+    """(the redis-server version, each round's rows)."""
     rounds = []
-    with RedisProcess() as server:
-        registry = Registry(connect_redis(server.url), heartbeat_ttl_s=3600.0)
+    server = redis_server()
+    try:
+        registry = RedisRegistry(connect_redis(server.url), heartbeat_ttl_s=3600.0)
         version = registry.redis.info("server")["redis_version"]
         heartbeat_hosts(registry, args.hosts, ACTION)
         heartbeat_hosts(registry, args.many_hosts, ACTION_MANY)
@@ -165,8 +163,12 @@ def main() -> None:
         for i in range(args.rounds):
             print(f"round {i + 1}/{args.rounds} ...", file=sys.stderr)
             rounds.append(one_round(registry, raw, args.hosts, args.many_hosts, args.requests, args.warmup))
-    table = {name: {m: statistics.median(r[name][m] for r in rounds) for m in METRICS} for name in rounds[0]}
+    finally:
+        server.close()
+    return version, rounds
 
+
+def print_table(args: argparse.Namespace, version: str, table: dict[str, dict[str, float]]) -> None:
     print(
         f"registry slot routing: redis-server {version} on loopback, one client thread, {args.hosts} hosts "
         f"unless noted; median of {args.rounds} rounds of {args.requests}"
@@ -177,27 +179,35 @@ def main() -> None:
             f"{name:<30}{row['p50']:>9.3f}{row['p99']:>9.3f}{row['mean']:>9.3f}"
             f"{row['client_us']:>11.1f}{row['redis_us']:>10.1f}"
         )
+
+
+def main(argv: list[str]) -> None:
+    args = parse_args(argv)
+    version, rounds = measure_rounds(args)
+    table = {name: medians([r[name] for r in rounds], METRICS) for name in rounds[0]}
+    print_table(args, version, table)
     pair = table["acquire+release"]
-    summary = {
-        "acquire_release_p50_ms": round(pair["p50"], 4),
-        "acquire_release_p99_ms": round(pair["p99"], 4),
-        "acquire_p50_ms": round(table["acquire"]["p50"], 4),
-        "release_p50_ms": round(table["release"]["p50"], 4),
-        "ping_p50_ms": round(table["ping"]["p50"], 4),
-        "raw_ping_p50_ms": round(table["raw ping"]["p50"], 4),
-        "acquire_release_client_cpu_us": round(pair["client_us"], 1),
-        "acquire_release_redis_us": round(pair["redis_us"], 1),
-        f"acquire_release_p50_ms_{args.many_hosts}_hosts": round(
-            table[f"acquire+release, {args.many_hosts} hosts"]["p50"], 4
-        ),
-        "hosts": args.hosts,
-        "requests": args.requests,
-        "rounds": args.rounds,
-        "target_p50_ms": TARGET_P50_MS,
-        "meets_target": pair["p50"] <= TARGET_P50_MS,
-    }
-    print(json.dumps(summary))
+    emit_summary(
+        {
+            "acquire_release_p50_ms": round(pair["p50"], 4),
+            "acquire_release_p99_ms": round(pair["p99"], 4),
+            "acquire_p50_ms": round(table["acquire"]["p50"], 4),
+            "release_p50_ms": round(table["release"]["p50"], 4),
+            "ping_p50_ms": round(table["ping"]["p50"], 4),
+            "raw_ping_p50_ms": round(table["raw ping"]["p50"], 4),
+            "acquire_release_client_cpu_us": round(pair["client_us"], 1),
+            "acquire_release_redis_us": round(pair["redis_us"], 1),
+            f"acquire_release_p50_ms_{args.many_hosts}_hosts": round(
+                table[f"acquire+release, {args.many_hosts} hosts"]["p50"], 4
+            ),
+            "hosts": args.hosts,
+            "requests": args.requests,
+            "rounds": args.rounds,
+            "target_p50_ms": TARGET_P50_MS,
+            "meets_target": pair["p50"] <= TARGET_P50_MS,
+        }
+    )
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
