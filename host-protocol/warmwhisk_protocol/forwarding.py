@@ -127,3 +127,11 @@ class ActionSpec:
 def key_digest(key: str) -> str:
     """The digest part of an action key ("" when it has none)."""
     return key.rpartition("@")[2] if "@" in key else ""
+
+
+def namespace_of(key: str) -> str:
+    """The namespace an action key belongs to: the first segment of ``/namespace/...@digest``."""
+    parts = key.split("/")
+    if len(parts) < 3 or parts[0] or not parts[1]:
+        raise ValueError(f"not an action key: {key!r}")
+    return parts[1]

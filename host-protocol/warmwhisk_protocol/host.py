@@ -2,15 +2,19 @@
 
 A model host is the action runtime (``python -m warmwhisk_runtime``) in host mode. Whoever starts
 one (the scaler's Docker and process backends, the benchmarks, the tests) builds its command line
-with ``runtime_command`` and its environment with ``HostLaunch.environment``; the runtime reads the
-same names (``Env``) in its configuration. In return a host heartbeats a ``HostRecord`` every
+with ``runtime_command``, its environment with ``HostLaunch.environment`` and its secrets file with
+``HostSecrets`` (its path in ``Env.SECRETS_FILE``); the runtime reads the same names (``Env``) in its
+configuration. In return a host heartbeats a ``HostRecord`` every
 ``heartbeat_s`` and is dropped from routing ``heartbeat_ttl_s(heartbeat_s)`` after its last one.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 # The runtime's module, and gunicorn's process title for it: a backend recognises its host
 # processes in /proc by either.
@@ -42,6 +46,7 @@ class Env:
     MAX_CONCURRENT = "WARMWHISK_MAX_CONCURRENT"
     KEEPALIVE_S = "WARMWHISK_KEEPALIVE_S"
     MODEL_MEMORY_BYTES = "WARMWHISK_MODEL_MEMORY_BYTES"
+    SECRETS_FILE = "WARMWHISK_SECRETS_FILE"  # a host's `HostSecrets`, read once and removed
 
     @classmethod
     def names(cls) -> frozenset[str]:
@@ -69,6 +74,47 @@ def runtime_command(python: str, port: int, metrics_port: int, host: str = "127.
     return [python, "-m", RUNTIME_MODULE, *runtime_flags(port, metrics_port, host)]
 
 
+class SecretsError(RuntimeError):
+    """A secrets file that cannot be read, parsed or removed (the message never holds a secret)."""
+
+
+@dataclass(frozen=True)
+class HostSecrets:
+    """What a model host must know and nothing else may read: the registry's address with its
+    namespace's credential, and the token routers must send it. The backend writes them to a
+    file only the host's user can read; the host reads the file once at start and removes it,
+    before any action code is loaded (nothing in the environment, the command line, `docker
+    inspect` or a readable file afterwards)."""
+
+    registry_url: str
+    token: str
+
+    def dump(self) -> str:
+        return json.dumps(asdict(self))
+
+    def write(self, path: Path) -> None:
+        """Create `path` readable by its owner only (0400), failing if it exists."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+        with os.fdopen(fd, "w") as file:
+            file.write(self.dump())
+
+    @classmethod
+    def take(cls, path: str) -> HostSecrets:
+        """Read the secrets file and remove it; raises `SecretsError` (a host must not start with
+        its secrets left readable, nor without them)."""
+        try:
+            raw = Path(path).read_text()
+            os.unlink(path)
+        except OSError as exc:
+            reason = exc.strerror
+            raise SecretsError(f"the secrets file {path} could not be read and removed: {reason}") from None
+        try:
+            value = json.loads(raw)
+            return cls(str(value["registry_url"]), str(value["token"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SecretsError(f"the secrets file {path} is not a host's secrets") from exc
+
+
 @dataclass(frozen=True)
 class HostLaunch:
     """Everything a model host needs to be told at start."""
@@ -78,7 +124,6 @@ class HostLaunch:
     namespace: str
     # Action keys it loads at start (more are loaded on first use).
     actions: Sequence[str]
-    registry_url: str
     prefix: str = "warmwhisk"
     # Most activations it runs at once (its own cap; the scaler's routing limit is below it).
     max_concurrent: int = 32
@@ -94,7 +139,6 @@ class HostLaunch:
             Env.HOST_ID: self.host_id,
             Env.NAMESPACE: self.namespace,
             Env.HOST_ACTIONS: ",".join(self.actions),
-            Env.REGISTRY_URL: self.registry_url,
             Env.REDIS_PREFIX: self.prefix,
             Env.MAX_CONCURRENT: str(self.max_concurrent),
             Env.HEARTBEAT_S: repr(float(self.heartbeat_s)),

@@ -158,8 +158,8 @@ class InMemoryRegistry:
                 return None
             stats.acquired += 1
             self._slots[best.host_id] = best_used + 1
-            return Slot(best.host_id, best.address, action, best_used + 1,
-                        keepalive_s=best.keepalive_s, registered=action in self._actions)  # fmt: skip
+            return Slot(best.host_id, best.address, action, best_used + 1, keepalive_s=best.keepalive_s,
+                        registered=action in self._actions, token=best.token or None)  # fmt: skip
 
     def release(self, slot: Slot, duration_s: float | None = None) -> bool:
         with self._lock:

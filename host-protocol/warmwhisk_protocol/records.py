@@ -36,6 +36,8 @@ class HostRecord:
     # Seconds the host keeps an idle keep-alive connection open (0: not advertised). Routers drop
     # their pooled connections to the host before that, instead of finding them closed.
     keepalive_s: float = 0.0
+    # What a router must send the host with a forwarded run (``forwarding.TOKEN_HEADER``).
+    token: str = ""
     heartbeat_at: float = 0.0  # unix seconds
     slots_in_use: int = field(default=0, compare=False)
     scaler_limit: int | None = field(default=None, compare=False)

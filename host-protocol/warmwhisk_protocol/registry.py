@@ -58,7 +58,7 @@ import redis
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
 
-from .keys import DURATION_SAMPLES, RedisKeys
+from .keys import DURATION_SAMPLES, NamespaceKeys
 from .records import HostRecord, PoolStats, Slot, check_heartbeat
 
 _LUA = Path(__file__).with_name("lua")
@@ -110,6 +110,33 @@ def _text(value: bytes | str | None) -> str | None:
 
 def _script(client: redis.Redis, name: str) -> Any:
     return client.register_script((_LUA / f"{name}.lua").read_text())
+
+
+SCRIPTS = ("acquire", "release", "heartbeat", "remove_host", "prune_hosts", "set_limit")
+
+
+def load_script(client: redis.Redis, script: Any) -> None:
+    """SCRIPT LOAD, which only the scaler's user may run (a namespace's user gets EVALSHA alone:
+    arbitrary Lua could hold Redis for every tenant). For the others the scaler reloads the scripts
+    on its next tick after Redis lost them."""
+    try:
+        client.script_load(script.script)
+    except redis.exceptions.NoPermissionError as exc:
+        raise RegistryError(
+            "the registry's scripts are not loaded in Redis (restarted?) and this user may not load "
+            "them; the scaler loads them within a tick"
+        ) from exc
+
+
+def load_scripts(client: redis.Redis) -> int:
+    """Load every registry script Redis lacks (the scaler, each tick: one SCRIPT EXISTS call).
+    Returns how many were loaded."""
+    scripts = [_script(client, name) for name in SCRIPTS]
+    present = client.script_exists(*(script.sha for script in scripts))
+    missing = [script for script, there in zip(scripts, present, strict=True) if not there]
+    for script in missing:
+        client.script_load(script.script)
+    return len(missing)
 
 
 def connect_redis(url: str, timeout_s: float = 2.0, retries: int = 3) -> redis.Redis:
@@ -172,7 +199,7 @@ class _PinnedEvalsha:
                 if loaded:
                     raise
                 loaded = True
-                self._client.script_load(script.script)
+                load_script(self._client, script)
             except redis.ConnectionError:
                 conn.disconnect()
                 if reconnected:
@@ -188,19 +215,22 @@ class _PinnedEvalsha:
 
 
 class RedisRegistry:
-    """Host records, slot routing, action registrations and pool stats, all in one Redis."""
+    """One namespace's host records, slot routing, action registrations and pool stats, in Redis.
+
+    ``client`` may be the namespace's own ACL user (hosts, routers) or the scaler's admin user
+    (which keeps one registry per namespace)."""
 
     def __init__(
         self,
         client: redis.Redis,
-        keys: RedisKeys | None = None,
+        keys: NamespaceKeys,
         heartbeat_ttl_s: float = 3.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if heartbeat_ttl_s <= 0:
             raise ValueError("heartbeat_ttl_s must be positive")
         self.redis = client
-        self.keys = keys or RedisKeys()
+        self.keys = keys
         self.heartbeat_ttl_s = heartbeat_ttl_s
         self._clock = clock
         self._acquire = _script(client, "acquire")
@@ -232,13 +262,15 @@ class RedisRegistry:
             "memory_bytes": str(record.memory_bytes),
             "model_load_s": "" if record.model_load_s is None else repr(record.model_load_s),
             "keepalive_s": repr(float(record.keepalive_s)),
+            "token": record.token,
             "heartbeat_at": repr(self._clock()),
         }
         fields.update({k.serves_field(action): "1" for action in record.actions})
         pairs = [item for pair in fields.items() for item in pair]
-        keys = [k.host(record.host_id), k.hosts, k.slots, k.removed(record.host_id)]
+        keys = [k.host(record.host_id), k.hosts, k.slots]
         ttl_ms = max(1, round(self.heartbeat_ttl_s * 1000))
-        argv = [record.host_id, ttl_ms, k.action_hosts_prefix, actions, record.reported_in_flight]
+        argv = [record.host_id, ttl_ms, k.action_hosts_prefix, actions, record.reported_in_flight,
+                k.removed(record.host_id)]  # fmt: skip
         return bool(self._heartbeat(keys=keys, args=[*argv, *pairs]))
 
     def hosts(self) -> list[HostRecord]:
@@ -300,6 +332,7 @@ class RedisRegistry:
             memory_bytes=int(f["memory_bytes"]),
             model_load_s=float(f["model_load_s"]) if f["model_load_s"] else None,
             keepalive_s=float(f.get("keepalive_s") or 0.0),
+            token=f.get("token", ""),
             heartbeat_at=float(f["heartbeat_at"]),
             slots_in_use=int(used or 0),
             scaler_limit=scaler_limit,
@@ -348,15 +381,16 @@ class RedisRegistry:
         k = self.keys
         found = self._evalsha(
             self._acquire,
-            [k.action_hosts(action), k.slots, k.limits, k.stats(action), k.action(action)],
-            [k.host_prefix, k.serves_field(action), k.unreachable_prefix, *avoid],
+            [k.action_hosts(action), k.slots, k.stats(action), k.action(action)],
+            [k.host_prefix, k.serves_field(action), k.unreachable_prefix, k.limits, *avoid],
         )
         if not found:
             return None
-        host_id, address, in_use, keepalive, registered = found
+        host_id, address, in_use, keepalive, registered, token = found
         return Slot(
             _text(host_id) or "", _text(address) or "", action, int(in_use),
             keepalive_s=float(_text(keepalive) or 0.0), registered=bool(registered),
+            token=_text(token) or None,
         )  # fmt: skip
 
     def release(self, slot: Slot, duration_s: float | None = None) -> bool:
