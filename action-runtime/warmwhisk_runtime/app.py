@@ -1,17 +1,19 @@
 """The WSGI application on the action port: POST /init and POST /run, nothing else.
 
 It only moves bytes between HTTP and `Runtime`; every response is JSON with a Content-Length
-(the invoker treats a response of unknown length as no response at all).
+(the invoker treats a response of unknown length as no response at all), also when the body
+cannot be read or something here fails: never the server's own HTML error page.
 """
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from warmwhisk_protocol.forwarding import Forwarding
 
-from .contract import BAD_REQUEST, PAYLOAD_TOO_LARGE
+from .contract import BAD_REQUEST, INTERNAL_ERROR, PAYLOAD_TOO_LARGE
 from .runtime import Response, Runtime, error_response
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
@@ -25,11 +27,17 @@ _REASONS = {
     413: "Payload Too Large",
     500: "Internal Server Error",
     502: "Bad Gateway",
+    503: "Service Unavailable",
 }
 
 
 class BodyTooLarge(Exception):
     pass
+
+
+class BodyUnreadable(Exception):
+    """The body broke off or its framing is invalid (a bad chunk size, a missing terminator).
+    The server closes such a connection after the answer: where the next request starts is unknown."""
 
 
 # An oversized body is still read (and dropped) up to this many bytes, so that the client gets
@@ -38,15 +46,20 @@ DRAIN_LIMIT = 256 * 1024 * 1024
 
 
 def read_body(environ: dict[str, Any], limit: int) -> bytes:
-    """Read the request body, refusing more than `limit` bytes (declared or streamed)."""
+    """Read the request body, refusing more than `limit` bytes (declared or streamed: a chunked
+    body is read only up to the limit)."""
     stream = environ["wsgi.input"]
     declared = environ.get("CONTENT_LENGTH")
     length = int(declared) if declared and declared.isdigit() else -1
-    if 0 <= length <= limit:
-        return stream.read(length)
-    data = stream.read(limit + 1)  # chunked, unknown or too large
+    try:
+        if 0 <= length <= limit:
+            return stream.read(length)
+        data = stream.read(limit + 1)  # chunked, unknown or too large
+        if len(data) > limit:
+            _drain(stream)
+    except Exception as exc:  # gunicorn's parse errors (bad chunk framing) are not OSErrors
+        raise BodyUnreadable(str(exc) or type(exc).__name__) from exc
     if len(data) > limit:
-        _drain(stream)
         raise BodyTooLarge
     return data
 
@@ -69,9 +82,16 @@ class ActionApp:
             "/run": lambda raw, environ: runtime.run(raw, Forwarding.from_wsgi(environ)),
         }
         self._max_body = max_body_bytes
+        self._runtime = runtime
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        status, body = self._dispatch(environ)
+        try:
+            status, body = self._dispatch(environ)
+        except Exception as exc:  # noqa: BLE001 - a fault of ours still answers JSON, not HTML
+            self._runtime.sink.write_direct("stderr", traceback.format_exc())
+            status, body = error_response(
+                INTERNAL_ERROR, f"warmwhisk runtime: internal error: {type(exc).__name__}: {exc}"
+            )
         start_response(
             f"{status} {_REASONS.get(status, 'Error')}",
             [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
@@ -90,6 +110,6 @@ class ActionApp:
             return error_response(
                 PAYLOAD_TOO_LARGE, f"The request body is larger than {self._max_body} bytes."
             )
-        except (OSError, ValueError) as exc:
+        except BodyUnreadable as exc:
             return error_response(BAD_REQUEST, f"The request body could not be read: {exc}")
         return handler(raw, environ)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from warmwhisk_protocol.host import Env, heartbeat_ttl_s, model_memory_budget
+from warmwhisk_protocol.host import Env, HostSecrets, SecretsError, heartbeat_ttl_s, model_memory_budget
 
 MIB = 1024 * 1024
 
@@ -74,6 +74,13 @@ class RuntimeConfig:
     host_actions: tuple[str, ...] = ()
     advertise: str = ""
     heartbeat_s: float = 1.0
+    # Host mode: the registry URL with the namespace's credential, and the token routers send,
+    # read once from the file `WARMWHISK_SECRETS_FILE` names, which is then removed.
+    secrets: HostSecrets | None = field(default=None, repr=False)
+    # Activations still running past their deadline (they ignored the interrupt or are blocked in
+    # C) the runtime tolerates; past it, it reports unhealthy, refuses new work (503) and exits
+    # once the rest are done, so it is replaced. `WARMWHISK_MAX_STUCK`.
+    max_stuck: int = 4
 
     @property
     def concurrent(self) -> bool:
@@ -163,7 +170,19 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> RuntimeConfi
         host_actions=_csv(environ.get(Env.HOST_ACTIONS, "")),
         advertise=environ.get(Env.ADVERTISE) or f"127.0.0.1:{port}",
         heartbeat_s=_positive_float(environ, Env.HEARTBEAT_S, 1.0),
+        secrets=_host_secrets(environ),
+        max_stuck=_positive_int(environ, "WARMWHISK_MAX_STUCK", 4),
     )
+
+
+def _host_secrets(environ: Mapping[str, str]) -> HostSecrets | None:
+    path = environ.get(Env.SECRETS_FILE)
+    if not path:
+        return None
+    try:
+        return HostSecrets.take(path)
+    except SecretsError as exc:
+        raise SystemExit(f"warmwhisk runtime: {exc}") from None
 
 
 MODES = ("direct", "routed", "host")
@@ -173,12 +192,16 @@ def _mode(environ: Mapping[str, str]) -> str:
     mode = environ.get(Env.MODE) or "direct"
     if mode not in MODES:
         raise SystemExit(f"warmwhisk runtime: {Env.MODE} must be one of {MODES}, got {mode!r}")
-    if mode != "direct" and not environ.get(Env.REGISTRY_URL):
+    if mode == "routed" and not environ.get(Env.REGISTRY_URL):
         raise SystemExit(
             f"warmwhisk runtime: {Env.MODE}={mode} needs {Env.REGISTRY_URL} (the registry's Redis)"
         )
     if mode == "host" and not environ.get(Env.HOST_ID):
         raise SystemExit(f"warmwhisk runtime: {Env.MODE}=host needs {Env.HOST_ID}")
+    if mode == "host" and not environ.get(Env.SECRETS_FILE):
+        raise SystemExit(
+            f"warmwhisk runtime: {Env.MODE}=host needs {Env.SECRETS_FILE} (its registry credential and token)"
+        )
     return mode
 
 

@@ -89,6 +89,8 @@ class HostedActions:
 
     def _load(self, key: str, event: threading.Event) -> None:
         try:
+            if not key.startswith(f"/{self.namespace}/"):
+                raise HostingError(403, f"action {key} belongs to another namespace than this host's")
             raw = self.registry.action_spec(key)
             if raw is None:
                 raise HostingError(404, f"action {key} is not registered")
@@ -98,6 +100,10 @@ class HostedActions:
                 raise HostingError(502, f"action {key}: {exc}") from exc
             if spec.namespace != self.namespace:
                 raise HostingError(403, f"action {key} belongs to another namespace than this host's")
+            if spec.key(key.rpartition("@")[0]) != key:
+                # Whoever wrote the registration, its code is not the code the key names.
+                message = f"the registration of {key} does not match its key; refusing to load it"
+                raise HostingError(403, message)
             target = self._load_action(key, spec)
             with self._lock:
                 self._ready[key] = target
@@ -119,6 +125,7 @@ class HostIdentity:
     limit: int  # the most activations this host runs at once
     actions: tuple[str, ...]  # assigned by the scaler at start
     keepalive_s: float  # how long the host keeps an idle connection open (routers read it)
+    token: str  # what routers must send (they read it from the record, as only they may)
 
 
 @dataclass(frozen=True)
@@ -169,6 +176,7 @@ class Heartbeat:
             memory_bytes=state.memory_bytes,
             model_load_s=state.model_load_s,
             keepalive_s=me.keepalive_s,
+            token=me.token,
         )
 
     def _loop(self) -> None:

@@ -3,7 +3,8 @@ leased, directly or micro-batched."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from warmwhisk_protocol.forwarding import ActionSpec, key_digest
@@ -11,7 +12,8 @@ from warmwhisk_protocol.forwarding import ActionSpec, key_digest
 from .action import LoadedAction, import_action, unpack
 from .batching import Batcher, batch_policy
 from .config import RuntimeConfig
-from .isolation import Activation
+from .contract import ENV_PREFIX
+from .isolation import Activation, current_action_env, current_activation, quiet_activation
 from .models import Model, ModelProvider, declared_models, wants_models
 from .runner import DeadlineRunner
 
@@ -23,9 +25,12 @@ class Invocation:
         provider: ModelProvider,
         runner: DeadlineRunner,
         on_batch: Callable[[int], None],
+        env: dict[str, str] | None = None,
     ) -> None:
         self.action = action
         self.name = action.name
+        # Its init parameters, when they are its own rather than the process's (host mode).
+        self.env = env
         self.models: dict[str, Model] = declared_models(action.namespace)
         self._provider = provider
         self._runner = runner
@@ -46,7 +51,7 @@ class Invocation:
 
     def _call_one(self, value: Any, activation: Activation) -> Any:
         main = self.action.main
-        with self._provider.leased(self.models) as models:
+        with action_env(self.env), self._provider.leased(self.models) as models:
             activation.models = models
             try:
                 return main(value, models) if self._pass_models else main(value)
@@ -55,8 +60,18 @@ class Invocation:
 
     def _call_batch(self, batch: list[Any]) -> list[Any]:
         main = self.action.main
-        with self._provider.leased(self.models) as models:
+        with action_env(self.env), self._provider.leased(self.models) as models:
             return main(batch, models) if self._pass_models else main(batch)
+
+
+@contextlib.contextmanager
+def action_env(env: dict[str, str] | None) -> Iterator[None]:
+    """Run the block as the action whose init parameters are `env` (None: the process's)."""
+    token = current_action_env.set(env)
+    try:
+        yield
+    finally:
+        current_action_env.reset(token)
 
 
 class ActionLoader:
@@ -81,14 +96,25 @@ class ActionLoader:
         return self._ready(import_action(source, fields["name"]))
 
     def load_registered(self, key: str, spec: ActionSpec) -> Invocation:
-        """A registered action on a model host (`key` names it; its digest names its folder)."""
+        """A registered action on a model host (`key` names it; its digest names its folder). Its
+        init parameters are its own: visible while its code loads and to its activations only."""
         digest = key_digest(key) or "action"
         folder = None if self._config.action_dir is None else f"{self._config.action_dir}/{digest}"
         fields = {"name": spec.name, "main": spec.main, "code": spec.code, "binary": spec.binary}
-        source = unpack(fields, None, folder, self._config.max_zip_bytes)
-        return self._ready(import_action(source, key, module_name=f"main__{digest}", chdir=False))
+        # Its identity (`__OW_ACTION_NAME`, ...) is context its code sees while it loads, as at an
+        # /init; each run brings its own. The rest are its init parameters.
+        context = {k: v for k, v in spec.env.items() if k.startswith(ENV_PREFIX)}
+        env = {k: v for k, v in spec.env.items() if k not in context}
+        token = current_activation.set(quiet_activation(context))
+        try:
+            with action_env(env):
+                source = unpack(fields, None, folder, self._config.max_zip_bytes)
+                action = import_action(source, key, module_name=f"main__{digest}", chdir=False)
+                return self._ready(action, env)
+        finally:
+            current_activation.reset(token)
 
-    def _ready(self, action: LoadedAction) -> Invocation:
-        invocation = Invocation(action, self._provider, self._runner, self._on_batch)
+    def _ready(self, action: LoadedAction, env: dict[str, str] | None = None) -> Invocation:
+        invocation = Invocation(action, self._provider, self._runner, self._on_batch, env)
         invocation.load_models()
         return invocation

@@ -7,7 +7,11 @@ different activations interleave, so the invoker cannot attribute them.
 
 Here every activation runs with its own `Activation` in a context variable:
 - `os.environ` / `os.getenv` are served by `ActivationEnviron`, which answers `__OW_*` keys from
-  the running activation and everything else from the real process environment;
+  the running activation, an action's init parameters from that action's own environment (host
+  mode: several actions share the process; `current_action_env`), and everything else from the
+  real process environment. No activation's `__OW_*` is ever written to the process environment,
+  so a thread that action code starts (it begins with an empty context) sees none of them, and
+  neither does `os.environb` nor a subprocess;
 - `sys.stdout` / `sys.stderr` are `RoutedStream`s that collect an activation's writes in its own
   buffer; `LogSink.emit` writes the buffer followed by the sentinel as one block, so each
   activation's lines stay together and end with their own sentinels.
@@ -81,6 +85,18 @@ class Activation:
 
 
 current_activation: ContextVar[Activation | None] = ContextVar("warmwhisk_activation", default=None)
+# The init parameters of the action whose code runs now (host mode; None in direct mode, where
+# they are the process environment).
+current_action_env: ContextVar[dict[str, str] | None] = ContextVar("warmwhisk_action_env", default=None)
+
+
+def quiet_activation(env: dict[str, str]) -> Activation:
+    """An activation whose context is `env` but whose output goes straight to the real streams:
+    the one that triggered /init, while the action's code loads (import-time output is not an
+    activation's log)."""
+    log = ActivationLog(limit=0)
+    log.close()
+    return Activation(env=env, log=log)
 
 
 class ActivationEnviron(MutableMapping[str, str]):
@@ -97,18 +113,19 @@ class ActivationEnviron(MutableMapping[str, str]):
         self.masked = masked
 
     def _activation_env(self, key: str) -> dict[str, str] | None:
-        if not key.startswith(ENV_PREFIX):
-            return None
-        activation = current_activation.get()
-        return None if activation is None else activation.env
+        """Where `key` lives for the code running now: its activation's context (`__OW_*`), its
+        action's init parameters (host mode), or None: the process environment."""
+        if key.startswith(ENV_PREFIX):
+            activation = current_activation.get()
+            return None if activation is None else activation.env
+        return current_action_env.get()
 
     def __getitem__(self, key: str) -> str:
         own = self._activation_env(key)
-        if own is not None:
-            if key in own:
-                return own[key]
-            if key in self.masked:
-                raise KeyError(key)
+        if own is not None and key in own:
+            return own[key]
+        if key in self.masked:  # another activation's context: never the process's
+            raise KeyError(key)
         return self._real[key]
 
     def __setitem__(self, key: str, value: str) -> None:
@@ -129,16 +146,13 @@ class ActivationEnviron(MutableMapping[str, str]):
 
     def __iter__(self) -> Iterator[str]:
         activation = current_activation.get()
-        if activation is None:
-            yield from list(self._real)
-            return
-        own = activation.env
+        context = {} if activation is None else activation.env
+        action = current_action_env.get() or {}
         for key in list(self._real):
-            if key.startswith(ENV_PREFIX) and key not in own and key in self.masked:
-                continue
-            if key not in own:
+            if key not in self.masked and key not in context and key not in action:
                 yield key
-        yield from list(own)
+        yield from list(action)
+        yield from list(context)
 
     def __len__(self) -> int:
         return sum(1 for _ in self)

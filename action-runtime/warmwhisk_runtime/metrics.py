@@ -104,6 +104,15 @@ class RuntimeMetrics:
             "warmwhisk_model_loads", "Model loads completed by this process.", registry=self.registry
         ).set_function(loads)
 
+    def watch_stuck(self, stuck: Callable[[], float]) -> None:
+        """Activations still running past their deadline (read at scrape time): each holds a
+        thread Python cannot kill; past WARMWHISK_MAX_STUCK the container drains and exits."""
+        Gauge(
+            "warmwhisk_stuck_activations",
+            "Activations still running past their deadline.",
+            registry=self.registry,
+        ).set_function(stuck)
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -137,7 +146,10 @@ def _handler_class(
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/healthz":
-                self._send(200, "application/json", json.dumps(health()).encode())
+                state = health()
+                # 503 when unhealthy, so that a probe that reads only the status sees it too.
+                status = 200 if state.get("status") == "ok" else 503
+                self._send(status, "application/json", json.dumps(state).encode())
             elif self.path == "/metrics":
                 self._send(200, CONTENT_TYPE_LATEST, metrics.exposition())
             else:

@@ -12,19 +12,25 @@ isolation, metrics) and asks its mode only what differs.
 
 from __future__ import annotations
 
+import hmac
+import os
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from warmwhisk_protocol.forwarding import ACTION_HEADER, ActionSpec, Forwarding
+from warmwhisk_protocol.credentials import NamespaceCredential
+from warmwhisk_protocol.forwarding import ACTION_HEADER, TOKEN_HEADER, Forwarding
 
 from . import contract
 from .contract import ContractError
 from .hosting import Heartbeat, HostedActions, HostingError, Target
 from .invocation import ActionLoader
-from .isolation import ActivationEnviron
+from .isolation import current_activation, quiet_activation
 from .router import RoutedTarget, Router, routed_action
 from .runner import DeadlineRunner
+
+if TYPE_CHECKING:  # direct mode needs no Redis client
+    from warmwhisk_protocol.registry import Registry
 
 
 class Mode(Protocol):
@@ -65,39 +71,49 @@ class _OneAction:
         pass
 
 
-def apply_init_env(environ: ActivationEnviron, env: Mapping[str, str]) -> None:
-    """Init parameters and the triggering activation's `__OW_*` become process environment,
-    before the code loads (contract §2). Runs later see only their own `__OW_*` values."""
+def load_in_init_context(env: Mapping[str, str], load: Callable[[], Target]) -> Target:
+    """Run `load` with the /init's environment in place before the code loads (contract §2): init
+    parameters become process environment (one action per process here), the triggering
+    activation's `__OW_*` context is that load's own, never the process's (so no later run, and
+    no thread the action starts, sees that activation's API key)."""
+    context = {k: v for k, v in env.items() if k.startswith(contract.ENV_PREFIX)}
     for key, value in env.items():
-        environ[key] = value
-        if key.startswith(contract.ENV_PREFIX):
-            environ.masked.add(key)
+        if key not in context:
+            os.environ[key] = value
+    token = current_activation.set(quiet_activation(context))
+    try:
+        return load()
+    finally:
+        current_activation.reset(token)
 
 
 class DirectMode(_OneAction):
     name = "direct"
     answers_with_envelope = False
 
-    def __init__(self, loader: ActionLoader, environ: ActivationEnviron, runner: DeadlineRunner) -> None:
+    def __init__(self, loader: ActionLoader, runner: DeadlineRunner) -> None:
         self._loader = loader
-        self._environ = environ
         self._runner = runner
 
     def init(self, fields: dict[str, Any], timeout_s: float | None) -> Target:
-        apply_init_env(self._environ, fields["env"])
-        return self._runner.call(lambda: self._loader.load_initialized(fields), timeout_s)
+        load = self._loader.load_initialized
+        return load_in_init_context(fields["env"], lambda: self._runner.call(lambda: load(fields), timeout_s))
 
 
 class RoutedMode(_OneAction):
     name = "routed"
     answers_with_envelope = False
 
-    def __init__(self, router: Router) -> None:
-        self.router = router
+    def __init__(self, connect: Callable[[str, NamespaceCredential | None], Registry]) -> None:
+        """`connect(namespace, credential)`: the registry of the action's namespace, logged in
+        with the credential the action carries (None: the registry URL's own, if it has one)."""
+        self._connect = connect
+        self.router: Router | None = None
 
     def init(self, fields: dict[str, Any], timeout_s: float | None) -> Target:
-        key, spec = routed_action(fields)
+        key, spec, credential = routed_action(fields)
         try:
+            self.router = Router(self._connect(spec.namespace, credential))
             self.router.register(key, spec)
         except Exception as exc:
             raise ContractError(
@@ -106,7 +122,8 @@ class RoutedMode(_OneAction):
         return RoutedTarget(self.router, key)
 
     def stop(self) -> None:
-        self.router.registry.close()
+        if self.router is not None:
+            self.router.registry.close()
 
 
 class HostMode:
@@ -119,8 +136,10 @@ class HostMode:
         heartbeat: Heartbeat,
         assigned: tuple[str, ...],
         retry_s: float,
+        token: str,
     ) -> None:
         self.hosted = hosted
+        self._token = token.encode()
         self._heartbeat = heartbeat
         self._assigned = assigned
         self._retry_s = retry_s
@@ -134,6 +153,12 @@ class HostMode:
         raise ContractError(contract.FORBIDDEN, "A model host serves forwarded runs only; it takes no /init.")
 
     def target(self, initialized: Target | None, forwarding: Forwarding | None) -> Target:
+        given = ((forwarding.token if forwarding else None) or "").encode()
+        if not hmac.compare_digest(given, self._token):
+            raise ContractError(
+                contract.UNAUTHORIZED,
+                f"A model host serves its routers only: the {TOKEN_HEADER} header is missing or wrong.",
+            )
         if forwarding is None or not forwarding.action_key:
             raise ContractError(contract.BAD_REQUEST, f"A model host needs the {ACTION_HEADER} header.")
         try:
@@ -155,16 +180,3 @@ class HostMode:
         if self._loader.is_alive():
             self._loader.join(timeout=5)
         self.hosted.registry.close()
-
-
-def hosted_loader(
-    loader: ActionLoader, environ: ActivationEnviron
-) -> Callable[[str, ActionSpec], Target]:
-    """How a model host loads a registered action: its init parameters become process
-    environment, then its code and models load."""
-
-    def load(key: str, spec: ActionSpec) -> Target:
-        apply_init_env(environ, spec.env)
-        return loader.load_registered(key, spec)
-
-    return load

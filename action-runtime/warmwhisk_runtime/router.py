@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from warmwhisk_protocol.credentials import CREDENTIAL_PARAMETER, NamespaceCredential
 from warmwhisk_protocol.forwarding import ActionSpec, Envelope, EnvelopeError, Forwarding
 from warmwhisk_protocol.records import Slot
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:  # direct mode imports this module, and needs no Redis client
     from warmwhisk_protocol.registry import Registry
 
 from . import contract
+from .contract import ContractError
 
 
 class RoutingError(Exception):
@@ -51,22 +53,37 @@ class HostFailed(Exception):
     """A host could not be reached on a fresh connection, or broke the connection mid-request."""
 
 
-def routed_action(fields: Mapping[str, Any]) -> tuple[str, ActionSpec]:
-    """The action's key and registration from its /init fields: its code, entry point and init
-    parameters, without the triggering activation's context. An update is a new key, as it is a
-    new revision for OpenWhisk."""
-    env = fields["env"]
+def routed_action(fields: Mapping[str, Any]) -> tuple[str, ActionSpec, NamespaceCredential | None]:
+    """The action's key and registration from its /init fields, and the credential it carries.
+
+    The registration holds its code, entry point and init parameters, never the triggering
+    activation's context nor the namespace credential (`CREDENTIAL_PARAMETER`, taken out here so
+    no action code ever sees it). Its namespace is the action's own (the first segment of its
+    fully qualified name; the activation's may differ, for a shared package). An update is a new
+    key, as it is a new revision for OpenWhisk."""
+    env = dict(fields["env"])
+    raw_credential = env.pop(CREDENTIAL_PARAMETER, None)
+    try:
+        credential = NamespaceCredential.parse(raw_credential) if raw_credential else None
+    except ValueError as exc:
+        message = f"The {CREDENTIAL_PARAMETER} parameter is malformed: {exc}"
+        raise ContractError(contract.INIT_FAILED, message) from None
+    qualified = env.get(contract.env_name("action_name"), "")
+    namespace = qualified.split("/")[1] if qualified.startswith("/") and qualified.count("/") >= 2 else ""
+    namespace = namespace or env.get(contract.env_name("namespace"), "")
+    if not namespace:
+        message = "Routed mode needs the action's namespace (__OW_ACTION_NAME)."
+        raise ContractError(contract.INIT_FAILED, message)
     per_activation = {contract.env_name(k) for k in contract.PER_ACTIVATION_KEYS}
     spec = ActionSpec(
-        namespace=env.get(contract.env_name("namespace"), ""),
+        namespace=namespace,
         name=fields["name"],
         main=fields["main"],
         binary=fields["binary"],
         code=fields["code"],
         env={k: v for k, v in env.items() if k not in per_activation},
     )
-    name = env.get(contract.env_name("action_name")) or fields["name"] or "action"
-    return spec.key(name), spec
+    return spec.key(qualified or f"/{namespace}/{fields['name'] or 'action'}"), spec, credential
 
 
 class _NoAnswer(Exception):

@@ -4,7 +4,8 @@ The request thread hands the call to a worker and waits at most until the deadli
 that never returns still gets a clear answer in time and holds up no other activation. Python
 cannot kill a thread; the runaway call is interrupted with an asynchronous exception, which takes
 effect at its next Python bytecode (a call blocked inside C code finishes that call first).
-Such threads are counted as `stuck` until they end; /healthz and the metrics show them.
+Such threads are counted as `stuck` until they end; /healthz and the metrics show them, and past
+a budget the runtime stops taking work and exits (`Runtime.max_stuck`).
 """
 
 from __future__ import annotations

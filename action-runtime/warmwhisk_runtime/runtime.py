@@ -11,6 +11,7 @@ import os
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from warmwhisk_protocol.forwarding import Envelope, Forwarding
@@ -41,9 +42,20 @@ def error_response(status: int, message: str) -> Response:
     return json_response(status, error_body(message))
 
 
+# WARMWHISK_MAX_STUCK: activations allowed to run on past their deadline (they caught the
+# interrupt, or are blocked in C) before the container stops taking work and is replaced.
+DEFAULT_MAX_STUCK = 4
+
+
 class Runtime:
     """The contract every mode shares: init-once, parsing, admission, per-activation context and
-    logs, deadlines, results and metrics. What differs per mode is asked of `mode`."""
+    logs, deadlines, results and metrics. What differs per mode is asked of `mode`.
+
+    Also the container's health: each activation stuck past its deadline keeps a thread (and
+    whatever it holds) that Python cannot kill. Past `max_stuck` of them the runtime turns
+    unhealthy for good: new /init and /run get 503 (OpenWhisk retries them elsewhere), and once
+    the activations already admitted are done it calls `retire` (the server stops this process,
+    which exits non-zero, so the container is replaced)."""
 
     def __init__(
         self,
@@ -70,9 +82,20 @@ class Runtime:
         # Activations admitted and not finished (a host's heartbeat reports them); when none is
         # left, the freed C heap goes back to the kernel.
         self._activity = activity
+        # `max_stuck` is RuntimeConfig's once it has the field (WARMWHISK_MAX_STUCK).
+        self.max_stuck: int = getattr(config, "max_stuck", DEFAULT_MAX_STUCK)
+        self.unhealthy: str | None = None  # why new work is refused; None while healthy
+        # Called once, when unhealthy and no admitted activation is left: the server stops the
+        # process (None: nothing to stop, e.g. a Runtime built in a test).
+        self.retire: Callable[[], None] | None = None
+        self._retired = False
+        self._health_lock = threading.Lock()
+        metrics.watch_stuck(lambda: runner.stuck)
 
     # ----------------------------------------------------------------------------------- /init
     def init(self, raw: bytes) -> Response:
+        if self.unhealthy is not None:
+            return self._unavailable()
         with self._init_lock:
             if self._init_claimed:
                 # Logged, but no sentinel (§2 "The init-once rule").
@@ -82,11 +105,14 @@ class Runtime:
         started = time.perf_counter()
         try:
             fields = contract.init_fields(contract.parse_json_object(raw, "/init"))
-            timeout = seconds_left(contract.deadline_ms(fields["env"]), now_ms())
+            now = now_ms()
+            timeout = seconds_left(contract.deadline_ms(fields["env"], now), now)
             self.action = self.mode.init(fields, timeout)
         except ContractError as exc:
             return self._init_failed(exc.status, exc.message)
         except DeadlineExceeded:
+            self._count_stuck()
+            self._retire_when_drained()
             return self._init_failed(
                 contract.INIT_FAILED, "The action did not finish initializing before its deadline."
             )
@@ -114,11 +140,13 @@ class Runtime:
     # ------------------------------------------------------------------------------------ /run
     def run(self, raw: bytes, forwarding: Forwarding | None = None) -> Response:
         """A /run; `forwarding` says which action a router forwarded it for (host mode)."""
+        if self.unhealthy is not None:
+            return self._unavailable()
         try:
             target = self.mode.target(self.action, forwarding)
             body = contract.parse_json_object(raw, "/run")
             value, context = contract.run_fields(body)
-            deadline = contract.deadline_ms(context)
+            deadline = contract.deadline_ms(context, now_ms())
         except ContractError as exc:
             return self._refuse(exc.status, exc.message)
         if not self._admit(deadline):
@@ -159,6 +187,7 @@ class Runtime:
                 self.sink.emit(activation.log)
             self.metrics.in_flight.dec()
             self._activity.end()
+            self._retire_when_drained()
         self.metrics.duration.observe(time.perf_counter() - started)
         self.metrics.count_activation(failure)
         if self.mode.answers_with_envelope:
@@ -174,6 +203,7 @@ class Runtime:
         try:
             result = target(value, activation, seconds_left(deadline, now_ms()))
         except DeadlineExceeded:
+            self._count_stuck()
             message = (
                 "The action exceeded its time limit: it was still running at its deadline "
                 f"(__OW_DEADLINE={activation.env.get(contract.env_name('deadline'))}) and was interrupted."
@@ -212,9 +242,41 @@ class Runtime:
     def in_flight(self) -> int:
         return self._activity.running
 
+    def _count_stuck(self) -> None:
+        """After a call was abandoned at its deadline: past the budget of stuck activations, turn
+        unhealthy (for good: the process is about to be replaced)."""
+        stuck = self._runner.stuck
+        if stuck <= self.max_stuck:
+            return
+        with self._health_lock:
+            if self.unhealthy is not None:
+                return
+            self.unhealthy = (
+                f"{stuck} activations are still running past their deadlines (more than "
+                f"WARMWHISK_MAX_STUCK={self.max_stuck}); this container takes no new work and exits "
+                "once the activations it admitted are done, so that it is replaced."
+            )
+        self.sink.write_direct("stderr", f"warmwhisk: unhealthy: {self.unhealthy}\n")
+
+    def _retire_when_drained(self) -> None:
+        """Once unhealthy and no admitted activation is left, stop the process (once)."""
+        if self.unhealthy is None or self._activity.running:
+            return
+        with self._health_lock:
+            if self._retired:
+                return
+            self._retired = True
+        if self.retire is not None:
+            self.retire()
+
+    def _unavailable(self) -> Response:
+        return self._refuse(contract.SHUTTING_DOWN, f"This container is shutting down: {self.unhealthy}")
+
     def health(self) -> dict[str, Any]:
+        stuck = self._runner.stuck
         return {
-            "status": "ok",
+            "status": "ok" if self.unhealthy is None else "unhealthy",
+            "reason": self.unhealthy,
             "pid": os.getpid(),
             "mode": self.mode.name,
             "initialized": self.action is not None,
@@ -223,7 +285,9 @@ class Runtime:
             **self.mode.health(),
             "concurrent": self.config.concurrent,
             "max_concurrent": self.config.max_concurrent if self.config.concurrent else 1,
-            "stuck_threads": self._runner.stuck,
+            "stuck_activations": stuck,
+            "stuck_threads": stuck,  # the same count, under its earlier name
+            "max_stuck": self.max_stuck,
             "heap_trims": self._activity.trims,
             "models": self.store.snapshot(),
             "model_loads": self.store.loads,

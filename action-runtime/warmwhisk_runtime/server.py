@@ -10,6 +10,7 @@ the metrics port and the mode's background work; gunicorn's `worker_exit` hook s
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -27,9 +28,8 @@ from .invocation import ActionLoader
 from .isolation import ActivationEnviron, LogSink, install
 from .metrics import MetricsServer, RuntimeMetrics
 from .models import ModelProvider
-from .modes import DirectMode, HostMode, Mode, RoutedMode, hosted_loader
+from .modes import DirectMode, HostMode, Mode, RoutedMode
 from .procmem import IdleHeapTrimmer, own_pss_bytes
-from .router import Router
 from .runner import DeadlineRunner
 from .runtime import Runtime
 from .store import ModelStore
@@ -58,7 +58,7 @@ class Service:
         runner = DeadlineRunner()
         activity = IdleHeapTrimmer()
         loader = ActionLoader(config, provider, runner, metrics.batch_size.observe)
-        mode = _mode(config, loader, environ, runner, store, activity)
+        mode = _mode(config, loader, runner, store, activity)
         runtime = Runtime(config, sink, metrics, store, runner, mode, activity)
         service = cls(runtime, ActionApp(runtime, config.max_body_bytes))
         if config.preload:
@@ -91,23 +91,34 @@ class Service:
 def _mode(
     config: RuntimeConfig,
     loader: ActionLoader,
-    environ: ActivationEnviron,
     runner: DeadlineRunner,
     store: ModelStore,
     activity: IdleHeapTrimmer,
 ) -> Mode:
     if config.mode == "direct":
-        return DirectMode(loader, environ, runner)
+        return DirectMode(loader, runner)
     # The registry client is imported only here: direct mode needs no Redis.
+    from warmwhisk_protocol.credentials import NamespaceCredential, with_credential
     from warmwhisk_protocol.keys import RedisKeys
     from warmwhisk_protocol.registry import RedisRegistry, connect_redis
 
-    assert config.router_url is not None
     keys = RedisKeys(config.redis_prefix)
-    registry = RedisRegistry(connect_redis(config.router_url), keys, heartbeat_ttl_s=config.heartbeat_ttl_s)
+
+    def connect(
+        namespace: str, credential: NamespaceCredential | None, url: str | None = None
+    ) -> RedisRegistry:
+        url = url or config.router_url
+        assert url is not None
+        if credential is not None:
+            url = with_credential(url, credential)
+        client = connect_redis(url)
+        return RedisRegistry(client, keys.namespace(namespace), heartbeat_ttl_s=config.heartbeat_ttl_s)
+
     if config.mode == "routed":
-        return RoutedMode(Router(registry))
-    hosted = HostedActions(registry, config.namespace, hosted_loader(loader, environ))
+        return RoutedMode(connect)
+    assert config.secrets is not None  # config refuses host mode without them
+    registry = connect(config.namespace, None, config.secrets.registry_url)
+    hosted = HostedActions(registry, config.namespace, loader.load_registered)
 
     def state() -> HostState:
         models = store.snapshot()
@@ -126,16 +137,35 @@ def _mode(
         limit=config.max_concurrent,
         actions=config.host_actions,
         keepalive_s=config.keepalive_s,
+        token=config.secrets.token,
     )
     heartbeat = Heartbeat(registry, identity, state, config.heartbeat_s)
-    return HostMode(hosted, heartbeat, config.host_actions, retry_s=config.heartbeat_s)
+    return HostMode(hosted, heartbeat, config.host_actions, config.heartbeat_s, config.secrets.token)
 
 
 def _bind(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+# The server's exit status when its worker died while it was serving (see RuntimeServer).
+WORKER_LOST_EXIT = 1
+
+
 class RuntimeServer(BaseApplication):
+    """gunicorn: an arbiter and one worker process, which holds the action and its models.
+
+    The arbiter never replaces that worker. /init happens once per container and its result
+    lives in the worker, so a new worker would be an uninitialized runtime inside a container
+    OpenWhisk has already initialized: it would accept a second /init (the init-once rule) or
+    answer every /run "not initialized". So when the worker exits while the server still listens
+    (`os._exit` in action code or at import, SIGKILL or the OOM killer, SIGBUS on a truncated
+    model file, a failed boot, the worker retiring itself when too many activations are stuck),
+    the whole process exits with WORKER_LOST_EXIT and Docker and OpenWhisk replace the container.
+    Activations in flight in a dead worker see their connection close. SIGTERM (docker stop)
+    stays a graceful stop with status 0: gunicorn's `Arbiter.stop` closes the listeners before it
+    signals the worker, so that exit is expected.
+    """
+
     def __init__(self, config: RuntimeConfig) -> None:
         self._config = config
         self._service: Service | None = None
@@ -157,15 +187,37 @@ class RuntimeServer(BaseApplication):
             "accesslog": None,
             "errorlog": "-",
             "proc_name": PROC_NAME,
+            # No control socket: nothing in the container may steer the server (and /action is
+            # read-only in a hardened container).
+            "control_socket_disable": True,
             "worker_exit": self._worker_exit,
+            "child_exit": self._child_exit,
         }
         for key, value in settings.items():
             self.cfg.set(key, value)
 
     def load(self) -> ActionApp:
         self._service = Service.build(self._config)
+        self._service.runtime.retire = self._retire_worker
         self._service.start()
         return self._service.app
+
+    @staticmethod
+    def _retire_worker() -> None:
+        """In the worker, when the runtime gave up serving (too many stuck activations) and has
+        no admitted activation left: a graceful stop of this worker (answers being written still
+        go out), after which `_child_exit` stops the server with a non-zero status."""
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def _child_exit(self, server: Any, worker: Any) -> None:
+        """In the arbiter, after a worker exited: unless the server is stopping, stop it too."""
+        if not server.LISTENERS:
+            return  # Arbiter.stop (SIGTERM, SIGINT, SIGQUIT) emptied them before stopping the worker
+        server.halt(
+            reason=f"the worker (pid {worker.pid}) exited while serving; a new one would not hold "
+            "the initialized action, so the runtime stops and its container must be replaced",
+            exit_status=WORKER_LOST_EXIT,
+        )
 
     def _worker_exit(self, server: Any, worker: Any) -> None:
         if self._service is not None:
