@@ -1,4 +1,7 @@
-"""`python -m warmwhisk_scaler --redis-url redis://:PW@HOST:PORT/0 --token T [--backend docker|process]`.
+"""`warmwhisk-scaler --redis-url-file FILE --token-file FILE [--backend docker|process]`.
+
+(`python -m warmwhisk_scaler` is the same.) The secrets are read from files so that they never show
+in `ps`; `settings.py` lists every flag.
 
 Serves the API (``api.py``) under gunicorn: one worker process, threads. The worker builds the
 service (Redis, backend, controller) after the fork and starts its control loop; the
@@ -20,7 +23,7 @@ from warmwhisk_protocol.registry import RegistryError
 
 from .api import create_app
 from .backends import BackendError
-from .service import Service, build
+from .service import InsecureRedisError, Service, build
 from .settings import ScalerSettings, load_settings
 
 
@@ -47,16 +50,18 @@ class ScalerServer(BaseApplication):
             "accesslog": None,
             "errorlog": "-",
             "proc_name": "warmwhisk-scaler",
+            "control_socket_disable": True,  # nothing to steer it but signals
             "worker_exit": self._worker_exit,
         }
         for key, value in settings.items():
             self.cfg.set(key, value)
 
     def load(self) -> Flask:
-        """In the worker: build and start the service; a Redis or engine failure stops the server."""
+        """In the worker: build and start the service; a Redis or engine failure, or a Redis open to
+        anyone, stops the server (exit status 3)."""
         try:
             self._service = build(self._settings)
-        except (RegistryError, BackendError) as exc:
+        except (RegistryError, BackendError, InsecureRedisError) as exc:
             sys.stderr.write(f"warmwhisk scaler: {exc}\n")
             sys.exit(Arbiter.WORKER_BOOT_ERROR)  # the master halts instead of respawning
         self._service.start()

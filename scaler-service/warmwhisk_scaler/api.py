@@ -1,19 +1,25 @@
 """The scaler's HTTP API: a Flask app factory over one ``Service``.
 
-Every endpoint but ``GET /healthz`` needs ``Authorization: Bearer <token>`` (``--token``). Bodies
-and answers are JSON; every error is ``{"error": "..."}`` with a 4xx/5xx status. Any replica
-answers reads from Redis; writes (``/scale``, pool configuration) go to Redis too, and the replica
-holding the lease applies them on its next tick.
+Every endpoint but ``GET /healthz`` needs ``Authorization: Bearer <token>`` (``--token-file``).
+Bodies and answers are JSON; every error is ``{"error": "..."}`` with a 4xx status (503 while
+Redis is unavailable), whatever the input: a body over 64 KiB, with a Content-Length or sent
+chunked, is 413; a body that is not UTF-8, not JSON, not an object or nested deeper than
+``MAX_JSON_DEPTH`` is 400. Any replica answers reads from Redis; writes (``/scale``, pool
+configuration) go to Redis too, and the replica holding the lease applies them on its next tick.
 
 ======  =========================  =================================================================
 GET     /healthz                   ``{"status": "ok", "redis": bool}`` (no token; 200 while serving)
-GET     /status                    replica, leader, epoch, per-pool summary, the controller's view
-GET     /hosts                     live hosts from the registry (heartbeat records)
-GET     /actions                   registered actions: spec without code (``code_bytes``), stats
+GET     /status                    replica, leader, epoch, host cap (``max_hosts``), pools, controller
+GET     /hosts                     live hosts from the registry (heartbeat records, no token)
+GET     /actions                   registered actions: spec without code (``code_bytes``) and with
+                                   parameter names only (``env_names``), stats
 GET     /decisions?limit=N         decision log, newest first (N 1..1000, default 100)
 POST    /scale                     ``{"pool": key, "hosts": N | null}``: pin a pool's host count
+POST    /namespaces/<ns>/credential  the namespace's registry credential for its ML actions' init
+                                   parameter ``WARMWHISK_CREDENTIAL`` (``{"rotate": true}``: a new one)
+                                   (N from 0 to the host cap)
 GET     /pools/<pool>/config       the pool's policy, knobs and manual host count
-PUT     /pools/<pool>/config       replace them (``pool_config.parse``)
+PUT     /pools/<pool>/config       replace them (``pool_config.parse``: types and bounds)
 GET     /metrics                   Prometheus exposition, read from Redis at scrape time
 ======  =========================  =================================================================
 
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 import sys
 import traceback
 from collections.abc import Iterator
@@ -34,7 +41,7 @@ import redis
 from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from werkzeug.exceptions import BadRequest, HTTPException, MethodNotAllowed, NotFound
+from werkzeug.exceptions import BadRequest, HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 from werkzeug.routing import PathConverter
 
 from warmwhisk_protocol.records import HOST_STATES
@@ -45,6 +52,11 @@ from .service import Service
 from .state import DECISION_LOG_LENGTH
 
 MAX_BODY_BYTES = 64 * 1024
+# OpenWhisk's entity names (EntityName's regex): word characters, then also @ . - and spaces.
+NAMESPACE_NAME = re.compile(r"\w|\w[\w@ .-]{0,254}[\w@.-]")
+# Deepest nesting of arrays and objects a body may have: far beyond any real request, far below
+# Python's recursion limit (which json.loads and anything that walks the value recursively share).
+MAX_JSON_DEPTH = 512
 DEFAULT_DECISIONS = 100
 # Endpoints (view names) served without a token.
 PUBLIC_ENDPOINTS = frozenset({"healthz"})
@@ -60,7 +72,10 @@ class PoolConverter(PathConverter):
 
 def create_app(service: Service) -> Flask:
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    # One byte more than a body may have: werkzeug stops reading a chunked body (no Content-Length)
+    # at this limit without an error, so only a body that reaches it is known to be too large
+    # (``_json_body``). A declared Content-Length above it is refused before anything is read.
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES + 1
     app.url_map.merge_slashes = False  # "/pools//guest/echo@.../config": the key's own slash
     app.url_map.converters["pool"] = PoolConverter
     token = service.settings.token.encode()
@@ -89,6 +104,16 @@ def create_app(service: Service) -> Flask:
     @app.get("/actions")
     def actions() -> Any:
         return {"actions": service.actions()}
+
+    @app.post("/namespaces/<namespace>/credential")
+    def namespace_credential(namespace: str) -> Any:
+        body = _json_body() if request.get_data() else {}
+        rotate = body.get("rotate", False)
+        if not isinstance(rotate, bool) or set(body) - {"rotate"}:
+            raise BadRequest('the body is optional: {"rotate": true|false}')
+        if not NAMESPACE_NAME.fullmatch(namespace):
+            raise BadRequest(f"{namespace!r} is not an OpenWhisk namespace name")
+        return service.namespace_credential(namespace, rotate)
 
     @app.get("/decisions")
     def decisions() -> Any:
@@ -134,14 +159,40 @@ def _unauthorized(header: str | None, token: bytes) -> Response | None:
 
 
 def _json_body() -> dict[str, Any]:
-    """The request body as a JSON object (any Content-Type), or 400."""
+    """The request body as a JSON object in UTF-8 (any Content-Type); 413 over ``MAX_BODY_BYTES``,
+    400 otherwise."""
+    data = request.get_data(cache=False)
+    if len(data) > MAX_BODY_BYTES:
+        raise RequestEntityTooLarge()
     try:
-        body = json.loads(request.get_data(), parse_constant=_no_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
+        text = data.decode("utf-8")  # json.loads would also guess UTF-16 and UTF-32
+    except UnicodeDecodeError as exc:
+        raise BadRequest(
+            f"the body must be a JSON object in UTF-8: {exc.reason} at byte {exc.start}"
+        ) from None
+    try:
+        body = json.loads(text, parse_constant=_no_constant)
+    except ValueError as exc:
         raise BadRequest(f"the body must be a JSON object: {exc}") from None
+    except RecursionError:
+        body = None  # nested deeper than the interpreter can parse
+    if body is None or _depth(body, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise BadRequest(f"the body must be a JSON object nested at most {MAX_JSON_DEPTH} levels deep")
     if not isinstance(body, dict):
         raise BadRequest(f"the body must be a JSON object, got {type(body).__name__}")
     return body
+
+
+def _depth(value: Any, limit: int) -> int:
+    """How deeply arrays and objects nest in ``value`` (0 for a scalar), without recursion; stops
+    counting once past ``limit``."""
+    deepest, stack = 0, [(value, 1)]
+    while stack and deepest <= limit:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _no_constant(name: str) -> Any:
@@ -161,7 +212,8 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
-def _scale_request(body: dict[str, Any]) -> tuple[str, int | None]:
+def _scale_request(body: dict[str, Any]) -> tuple[str, Any]:
+    """The pool and the raw host count (``Service.scale`` checks it against the host cap)."""
     unknown = set(body) - {"pool", "hosts"}
     if unknown:
         raise BadRequest(f"unknown fields {sorted(unknown)}; expected pool, hosts")
@@ -170,10 +222,7 @@ def _scale_request(body: dict[str, Any]) -> tuple[str, int | None]:
         raise BadRequest("pool must be a non-empty string: an action key, e.g. /guest/echo@1a2b")
     if "hosts" not in body:
         raise BadRequest("hosts is required: a whole number >= 0, or null to return the pool to its policy")
-    hosts = body["hosts"]
-    if hosts is not None and (isinstance(hosts, bool) or not isinstance(hosts, int) or hosts < 0):
-        raise BadRequest(f"hosts must be a whole number >= 0, or null; got {json.dumps(hosts)}")
-    return pool, hosts
+    return pool, body["hosts"]
 
 
 def _known_pool(service: Service, pool: str) -> None:
@@ -208,6 +257,8 @@ def _register_error_handlers(app: Flask) -> None:
             message = f"method {request.method} is not allowed on {request.path}; allowed: {allowed}"
         elif isinstance(exc, NotFound) and request.url_rule is None:
             message = f"no endpoint {request.path}"
+        elif isinstance(exc, RequestEntityTooLarge):
+            message = f"the body is larger than {MAX_BODY_BYTES} bytes"
         else:
             message = exc.description or exc.name
         response = exc.get_response()  # keeps the exception's headers (Allow, ...)

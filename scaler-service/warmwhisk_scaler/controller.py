@@ -10,10 +10,16 @@ over). Per tick and per pool (an action key):
 3. act: start hosts through the backend, drain hosts (limit 0, then stop once idle), set limits in
    the registry; every change goes to the decision log, written once per tick.
 
+Pools are grouped by namespace: each namespace has its own registry (its hosts and routers see only
+theirs), and every host the loop starts is told its namespace's credential and a token of its own.
+
 Safety: after Redis lost its state (a new epoch) the loop waits two heartbeat periods so the running
 hosts re-register before anything is decided (no duplicate containers); a new leader adopts the
-backend's running hosts and removes stale ones. Everything it touches is passed in (registry,
-backend, lease, store, clock), so tests drive it tick by tick with in-memory twins.
+backend's running hosts and removes stale ones. Bounds: at most `max_starts_per_tick` host starts
+per tick and `max_hosts` hosts in all; a pool whose starts fail backs off exponentially, with one
+decision-log entry per tick for its failures; a stop request ends the tick between starts.
+Everything it touches is passed in (registries, backend, lease, store, clock), so tests drive it
+tick by tick with in-memory twins.
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from warmwhisk_protocol.host import HostLaunch
+from warmwhisk_protocol.credentials import with_credential
+from warmwhisk_protocol.forwarding import namespace_of
+from warmwhisk_protocol.host import HostLaunch, HostSecrets
 from warmwhisk_protocol.records import HostRecord
 from warmwhisk_protocol.registry import Registry
 
@@ -35,6 +43,7 @@ from .backends import BackendError, HostBackend, HostSpec, RunningHost
 from .measure import PoolWindow, measure, new_run_times
 from .policy import POLICIES, Decision, HostView, Observation
 from .pool_config import PoolConfig, PoolConfigError, policy_config
+from .registries import Registries
 from .settings import ScalerSettings
 from .state import Lease, ScalerStore
 
@@ -51,6 +60,9 @@ class _Pool:
     window: PoolWindow
     timed_seen: int | None = None  # the registry's count of timed completions at the last tick
     cold_start_s: float | None = None
+    # Failed host starts in a row, and when the next start may be tried (exponential back-off).
+    start_failures: int = 0
+    next_start_at: float = 0.0
 
 
 @dataclass
@@ -66,6 +78,7 @@ class _Hosts:
     starting: dict[str, _Starting] = field(default_factory=dict)
     draining: dict[str, float] = field(default_factory=dict)  # host id -> when draining began
     last_active: dict[str, float] = field(default_factory=dict)
+    namespace: dict[str, str] = field(default_factory=dict)  # host id -> its namespace
 
 
 def host_views(
@@ -101,14 +114,14 @@ def host_views(
 class Controller:
     def __init__(
         self,
-        registry: Registry,
+        registries: Registries,
         backend: HostBackend,
         settings: ScalerSettings,
         lease: Lease,
         store: ScalerStore,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.registry = registry
+        self.registries = registries
         self.backend = backend
         self.settings = settings
         self.lease = lease
@@ -122,10 +135,20 @@ class Controller:
         self._epoch: str | None = None
         self._quiet_until = 0.0
         self._log: list[dict[str, Any]] = []
+        self._starts_left = 0
+        self._running: dict[str, RunningHost] = {}
+        self._stop = threading.Event()
         self.ticks = 0
+
+    def _pool_registry(self, pool: str) -> Registry:
+        return self.registries.registry(namespace_of(pool))
+
+    def _host_registry(self, host_id: str) -> Registry:
+        return self.registries.registry(self._hosts.namespace[host_id])
 
     # ------------------------------------------------------------------------------ the loop
     def run(self, stop: threading.Event) -> None:
+        self._stop = stop  # a tick in progress ends between host starts once it is set
         while not stop.is_set():
             try:
                 self.step()
@@ -144,7 +167,10 @@ class Controller:
                 self._adopted = False
             return False
         now = self._clock()
-        epoch = self.registry.epoch()
+        # Scripts and namespace users first, every step: after Redis lost its state the hosts can
+        # log in and re-register only once they are back.
+        self.registries.maintain()
+        epoch = self.registries.epoch()
         if epoch != self._epoch:
             if self._epoch is not None:  # Redis lost its state: let hosts re-register first
                 self._quiet_until = now + 2 * self.settings.heartbeat_s
@@ -161,33 +187,53 @@ class Controller:
 
     def _adopt(self, now: float) -> None:
         """A new leader takes over the backend's running hosts; exited or foreign ones go."""
-        records = self.registry.hosts()
-        known = set(self.registry.registered_actions()) | {a for h in records for a in h.actions}
-        adopted, removed = self.backend.reconcile(lambda host: host.pool in known)
+        records, pools = self._read_registries()
+        adopted, removed = self.backend.reconcile(lambda host: host.pool in pools)
         live = {h.host_id for h in records}
         for host in adopted:
+            self._hosts.namespace[host.host_id] = namespace_of(host.pool)
             if host.host_id not in live:
                 self._hosts.starting[host.host_id] = _Starting(host, limit=0)
         for host_id in removed:
-            self.registry.remove_host(host_id)
+            if host_id in self._hosts.namespace:
+                self._host_registry(host_id).remove_host(host_id)
             self._note(now, "", Decision.remove_hosts([host_id], "stale host found at takeover"))
         self._adopted = True
+
+    def _read_registries(self) -> tuple[list[HostRecord], set[str]]:
+        """Every namespace's live host records, and the pools the scaler knows of."""
+        records: list[HostRecord] = []
+        pools: set[str] = set()
+        for namespace in self.registries.namespaces():
+            registry = self.registries.registry(namespace)
+            for record in registry.hosts():
+                self._hosts.namespace[record.host_id] = namespace
+                records.append(record)
+                pools.update(record.actions)
+            pools.update(registry.registered_actions())
+        return records, pools
 
     # ------------------------------------------------------------------------------ one tick
     def tick(self, now: float) -> None:
         self.ticks += 1
-        records = self.registry.hosts()
-        running = {h.host_id: h for h in self.backend.running()}
-        pools = set(self.registry.registered_actions()) | {a for r in records for a in r.actions}
+        self._starts_left = self.settings.max_starts_per_tick
+        records, pools = self._read_registries()
+        running = self._running = {h.host_id: h for h in self.backend.running()}
+        for host in running.values():
+            self._hosts.namespace.setdefault(host.host_id, namespace_of(host.pool))
         pools |= {s.host.pool for s in self._hosts.starting.values()}
         self._drain_unreachable(now, records)
         for pool in sorted(pools):
+            if self._stop.is_set():
+                return
             self._tick_pool(pool, now, [r for r in records if pool in r.actions], running)
         self._finish_draining(now, records)
         # Limits of hosts that are gone for good (crashed, removed by hand) are forgotten.
         known = set(running) | {r.host_id for r in records} | set(self._hosts.starting)
-        for host_id in self.registry.limited_hosts() - known:
-            self.registry.remove_host(host_id)
+        for namespace in self.registries.namespaces():
+            registry = self.registries.registry(namespace)
+            for host_id in registry.limited_hosts() - known:
+                registry.remove_host(host_id)
 
     def _tick_pool(
         self, pool: str, now: float, records: list[HostRecord], running: dict[str, RunningHost]
@@ -220,8 +266,9 @@ class Controller:
         self, pool: str, now: float, records: list[HostRecord], running: dict[str, RunningHost], memory: _Pool
     ) -> Observation:
         """Read the pool's counters and queue, and measure (no side effects beyond the window)."""
-        stats = self.registry.pool_stats(pool)
-        queued = self.registry.waiting(pool)
+        registry = self._pool_registry(pool)
+        stats = registry.pool_stats(pool)
+        queued = registry.waiting(pool)
         runs = new_run_times(stats.recent_ms, stats.timed, memory.timed_seen)
         memory.timed_seen = stats.timed
         memory.window.record(now, stats.acquired, stats.completed, queued, runs)
@@ -246,55 +293,96 @@ class Controller:
             (1 - COLD_START_SMOOTHING) * previous + COLD_START_SMOOTHING * measured
         )  # fmt: skip
         if starting.limit:
-            self.registry.set_limit(record.host_id, starting.limit)
+            self._host_registry(record.host_id).set_limit(record.host_id, starting.limit)
 
     # ----------------------------------------------------------------------------- applying
     def _apply(self, pool: str, now: float, decision: Decision) -> None:
         hosts = self._hosts
+        registry = self._pool_registry(pool)
         if decision.kind == "add_hosts":
-            for _ in range(decision.count):
-                self._start_host(pool, decision.limit or 1, now)
+            started = self._start_hosts(pool, decision.count, decision.limit or 1, now)
+            if started < decision.count:
+                decision = Decision.add_hosts(started, decision.limit or 1, decision.reason)
+            if started == 0:
+                return
         elif decision.kind == "remove_hosts":
             for host_id in decision.host_ids:
                 if host_id in hosts.starting:
                     hosts.starting.pop(host_id)
                     self.backend.stop(host_id)
-                    self.registry.remove_host(host_id)
+                    registry.remove_host(host_id)
                 else:
-                    self.registry.set_limit(host_id, 0)  # drain: no new slots, stop once idle
+                    registry.set_limit(host_id, 0)  # drain: no new slots, stop once idle
                     hosts.draining.setdefault(host_id, now)
         elif decision.kind == "set_limit" and decision.limit is not None:
             for host_id in decision.host_ids:
                 if host_id in hosts.starting:
                     hosts.starting[host_id].limit = decision.limit
-                    self.registry.preset_limit(host_id, decision.limit)
+                    registry.preset_limit(host_id, decision.limit)
                 else:
-                    self.registry.set_limit(host_id, decision.limit)
+                    registry.set_limit(host_id, decision.limit)
         if decision.kind != "hold":
             self._note(now, pool, decision)
 
+    def _start_hosts(self, pool: str, count: int, limit: int, now: float) -> int:
+        """Start up to `count` hosts within this tick's start budget, the server-wide host cap and
+        the pool's back-off; failures are counted, backed off and logged once. Returns how many
+        started."""
+        memory = self._pools[pool]
+        room = self.settings.max_hosts - self._host_count() if self.settings.max_hosts else count
+        wanted = min(count, self._starts_left, max(0, room))
+        if now < memory.next_start_at:
+            wanted = 0
+        started, errors = 0, []
+        for _ in range(wanted):
+            if self._stop.is_set():
+                break
+            self._starts_left -= 1
+            try:
+                self._start_host(pool, limit, now)
+                started += 1
+            except BackendError as exc:
+                errors.append(str(exc))
+                break  # the engine said no: the next try waits for the back-off
+        if errors:
+            memory.start_failures += 1
+            backoff = self.settings.start_backoff_s * 2 ** (memory.start_failures - 1)
+            memory.next_start_at = now + min(self.settings.start_backoff_max_s, backoff)
+            self._note(now, pool, Decision.hold(
+                f"starting a host failed ({memory.start_failures} in a row; next try in "
+                f"{memory.next_start_at - now:.1f} s): {errors[0]}"
+            ))  # fmt: skip
+        elif started:
+            memory.start_failures, memory.next_start_at = 0, 0.0
+        return started
+
+    def _host_count(self) -> int:
+        """Hosts this scaler runs or is starting, every pool together."""
+        return len(set(self._running) | set(self._hosts.starting))
+
     def _start_host(self, pool: str, limit: int, now: float) -> None:
-        spec = self.registry.action_spec(pool) or {}
+        """Start one host for `pool` (raises BackendError): its namespace's credential and a token
+        of its own go in its secrets, never its environment."""
+        namespace = namespace_of(pool)
         host_id = f"h-{hashlib.sha1(pool.encode()).hexdigest()[:8]}-{secrets.token_hex(3)}"
         settings = self.settings
         launch = HostLaunch(
             host_id=host_id,
-            namespace=spec.get("namespace", ""),
+            namespace=namespace,
             actions=(pool,),
-            registry_url=settings.host_redis_url,
             prefix=settings.prefix,
             max_concurrent=settings.host_max_concurrent,
             heartbeat_s=settings.heartbeat_s,
             memory_bytes=settings.host_memory_bytes,
         )
-        try:
-            host = self.backend.start(
-                HostSpec(host_id, pool, launch.environment(), settings.host_memory_bytes, settings.model_dir)
-            )
-        except BackendError as exc:
-            self._note(now, pool, Decision.hold(f"starting a host failed: {exc}"))
-            return
-        self.registry.preset_limit(host_id, limit)
+        credential = self.registries.credentials.issue(namespace)
+        registry_url = with_credential(settings.host_redis_url, credential)
+        host_secrets = HostSecrets(registry_url, secrets.token_urlsafe(32))
+        spec = HostSpec(host_id, pool, launch.environment(), settings.host_memory_bytes, settings.model_dir,
+                        secrets=host_secrets)  # fmt: skip
+        host = self.backend.start(spec)
+        self._hosts.namespace[host_id] = namespace
+        self.registries.registry(namespace).preset_limit(host_id, limit)
         self._hosts.starting[host_id] = _Starting(host, limit)
 
     def _drain_unreachable(self, now: float, records: list[HostRecord]) -> None:
@@ -302,7 +390,7 @@ class Controller:
         fewer and start a replacement if the pool still needs it."""
         for record in records:
             if record.unreachable and record.host_id not in self._hosts.draining:
-                self.registry.set_limit(record.host_id, 0)
+                self._host_registry(record.host_id).set_limit(record.host_id, 0)
                 self._hosts.draining[record.host_id] = now
                 pool = record.actions[0] if record.actions else ""
                 reason = f"a router could not reach host {record.host_id}"
@@ -317,13 +405,13 @@ class Controller:
             idle = record is None or (record.slots_in_use == 0 and record.reported_in_flight == 0)
             if idle or now - since > self.settings.start_timeout_s:
                 self.backend.stop(host_id)
-                self.registry.remove_host(host_id)
+                self._host_registry(host_id).remove_host(host_id)
                 hosts.draining.pop(host_id)
                 hosts.last_active.pop(host_id, None)
         for host_id, starting in list(hosts.starting.items()):
             if now - starting.host.started_at > self.settings.start_timeout_s:
                 self.backend.stop(host_id)
-                self.registry.remove_host(host_id)
+                self._host_registry(host_id).remove_host(host_id)
                 hosts.starting.pop(host_id)
                 reason = f"host {host_id} did not turn warm within {self.settings.start_timeout_s:.0f} s"
                 self._note(now, starting.host.pool, Decision.remove_hosts([host_id], reason))

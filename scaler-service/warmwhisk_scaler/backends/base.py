@@ -27,6 +27,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from warmwhisk_protocol.host import HostSecrets
+
 # A host id names a container and a file, so it is restricted to Docker's container-name syntax.
 HOST_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 DEFAULT_OWNER = "warmwhisk-scaler"
@@ -55,6 +57,9 @@ class HostSpec:
     model_dir: str | None = None
     # CPU limit in CPUs (docker --cpus); None = no limit.
     cpus: float | None = None
+    # The host's secrets: the backend writes them to a file only the host can read and names it
+    # in `Env.SECRETS_FILE`; the host reads and removes it at start. None: no secrets (direct mode).
+    secrets: HostSecrets | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not HOST_ID_PATTERN.fullmatch(self.host_id):

@@ -9,13 +9,24 @@ Limits: ``HostSpec.memory_bytes`` becomes ``--memory`` with swap disabled (``--m
 to it), ``HostSpec.cpus`` becomes ``--cpus``; ``HostSpec.model_dir`` is bind-mounted read-only at
 ``/models`` (the folder must exist on the engine's machine; Docker then refuses rather than
 creating it).
+
+Hardening, always (``HARDENING``): a read-only root filesystem with a tmpfs at /tmp, every
+capability dropped, ``no-new-privileges``, a pids limit, the image's non-root user.
+
+Secrets (``HostSpec.secrets``) go in a folder of their own per host under ``secrets_dir`` on the
+engine's machine (0700, owned by the container's user), bind-mounted at ``/run/warmwhisk``; the
+host reads the file and removes it at start, so ``docker inspect`` shows a path and nothing else.
+The folder goes when the host is stopped.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -23,7 +34,7 @@ import docker.errors
 import requests
 from docker.types import Mount
 
-from warmwhisk_protocol.host import IMAGE_PYTHON, MODELS_MOUNT, RUNTIME_MODULE, runtime_flags
+from warmwhisk_protocol.host import IMAGE_PYTHON, MODELS_MOUNT, RUNTIME_MODULE, Env, runtime_flags
 
 from . import base
 from .base import DEFAULT_OWNER, BackendError, HostSpec, RunningHost
@@ -40,6 +51,19 @@ RESERVED_LABELS = frozenset(
 
 # The runtime image's interpreter and module; the backend appends --host/--port/--metrics-port.
 DEFAULT_COMMAND = (IMAGE_PYTHON, "-m", RUNTIME_MODULE)
+# The image's user (uid:gid), who must own the secrets folder to remove the file in it.
+RUNTIME_UID = 1000
+SECRETS_MOUNT = "/run/warmwhisk"
+# Every host container: nothing to write but /tmp (action code unpacks there), no capabilities, no
+# privilege gain, a bounded number of processes. 256 MB of tmpfs counts against the memory limit.
+HARDENING: dict[str, Any] = {
+    "read_only": True,
+    "tmpfs": {"/tmp": "rw,nosuid,nodev,size=256m"},
+    "cap_drop": ["ALL"],
+    "security_opt": ["no-new-privileges"],
+    "pids_limit": 512,
+    "user": f"{RUNTIME_UID}:{RUNTIME_UID}",
+}
 
 
 @contextlib.contextmanager
@@ -78,6 +102,7 @@ class DockerBackend:
         command: Sequence[str] = DEFAULT_COMMAND,
         stop_timeout_s: int = 5,
         create_options: Mapping[str, Any] | None = None,
+        secrets_dir: str | os.PathLike[str] = "/var/lib/warmwhisk/host-secrets",
     ) -> None:
         clash = RESERVED_LABELS & set(extra_labels or {})
         if clash:
@@ -89,6 +114,7 @@ class DockerBackend:
         self.command = tuple(command)
         self.stop_timeout_s = int(stop_timeout_s)
         self.create_options = dict(create_options or {})
+        self.secrets_dir = Path(secrets_dir)
         self._ports = base.PortAllocator()
 
     @classmethod
@@ -112,11 +138,13 @@ class DockerBackend:
             LABEL_STARTED_AT: repr(started_at),
         }
         options: dict[str, Any] = {
+            **HARDENING,
             "command": [*self.command, *runtime_flags(port, metrics_port)],
             "name": spec.host_id,
             "labels": labels,
             "environment": dict(spec.env),
             "network_mode": "host",
+            "mounts": [],
         }
         if spec.memory_bytes is not None:
             options["mem_limit"] = spec.memory_bytes
@@ -124,9 +152,13 @@ class DockerBackend:
         if spec.cpus is not None:
             options["nano_cpus"] = round(spec.cpus * 1e9)
         if spec.model_dir is not None:
-            options["mounts"] = [Mount(MODELS_MOUNT, spec.model_dir, type="bind", read_only=True)]
-        options.update(self.create_options)
+            options["mounts"].append(Mount(MODELS_MOUNT, spec.model_dir, type="bind", read_only=True))
         what = f"starting model host {spec.host_id!r} from image {self.image!r}"
+        if spec.secrets is not None:
+            folder = self._write_secrets(spec, what)
+            options["mounts"].append(Mount(SECRETS_MOUNT, str(folder), type="bind"))
+            options["environment"][Env.SECRETS_FILE] = f"{SECRETS_MOUNT}/secrets.json"
+        options.update(self.create_options)
         with _engine(what):
             # create + start, not containers.run: run() would try to pull a missing image.
             container = self.client.containers.create(self.image, **options)
@@ -149,6 +181,7 @@ class DockerBackend:
     def stop(self, host_id: str) -> None:
         for summary in self._list(extra_filters=[f"{LABEL_HOST_ID}={host_id}"]):
             self._remove(summary["Id"], running=summary.get("State") == "running", name=host_id)
+        self._forget_secrets(host_id)
 
     def running(self) -> list[RunningHost]:
         return self._scan()[0]
@@ -158,6 +191,7 @@ class DockerBackend:
         removed: list[str] = []
         for host_id, container_id in dead:
             self._remove(container_id, running=False, name=host_id)
+            self._forget_secrets(host_id)
             removed.append(host_id)
         adopted, stopped = base.adopt_or_stop(live, keep, self.stop)
         return adopted, removed + stopped
@@ -213,6 +247,26 @@ class DockerBackend:
             if isinstance(cause, docker.errors.APIError) and cause.status_code == 409:
                 return  # "removal already in progress": another stop got there first
             raise
+
+    def _write_secrets(self, spec: HostSpec, what: str) -> Path:
+        """The host's private secrets folder, with the file it will read and remove."""
+        assert spec.secrets is not None
+        folder = self.secrets_dir / spec.host_id
+        try:
+            self.secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(mode=0o700)
+            spec.secrets.write(folder / "secrets.json")
+            for path in (folder, folder / "secrets.json"):
+                os.chown(path, RUNTIME_UID, RUNTIME_UID)
+        except OSError as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise BackendError(f"{what}: cannot write its secrets under {self.secrets_dir}: {exc}") from exc
+        return folder
+
+    def _forget_secrets(self, host_id: str) -> None:
+        if base.HOST_ID_PATTERN.fullmatch(host_id):  # never a path outside the folder
+            shutil.rmtree(self.secrets_dir / host_id, ignore_errors=True)
 
     def _is_running(self, host_id: str) -> bool:
         try:

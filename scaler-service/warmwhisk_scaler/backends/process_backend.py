@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from warmwhisk_protocol.host import PROC_NAME, RUNTIME_MODULE, runtime_command
+from warmwhisk_protocol.host import PROC_NAME, RUNTIME_MODULE, Env, runtime_command
 
 from .base import (
     DEFAULT_OWNER,
@@ -124,6 +124,11 @@ class ProcessBackend:
                 env["PYTHONPATH"] = os.pathsep.join(filter(None, [self.pythonpath, env.get("PYTHONPATH")]))
             env["PYTHONUNBUFFERED"] = "1"
             env.update(spec.env)
+            if spec.secrets is not None:  # the host reads and removes it at start
+                secrets_path = self._path(spec.host_id, ".secrets")
+                secrets_path.unlink(missing_ok=True)
+                spec.secrets.write(secrets_path)
+                env[Env.SECRETS_FILE] = str(secrets_path)
             command = runtime_command(self.python, port, metrics_port)
             started_at = time.time()
             try:
@@ -231,7 +236,7 @@ class ProcessBackend:
         os.replace(tmp, path)  # atomic: a reader sees the old record or the new one
 
     def _forget(self, host_id: str) -> None:
-        for suffix in (".json", ".out", ".err"):
+        for suffix in (".json", ".out", ".err", ".secrets"):
             with contextlib.suppress(FileNotFoundError):
                 self._path(host_id, suffix).unlink()
 
