@@ -37,6 +37,8 @@ class FakeBackend:
     fail_starts: int = 0
 
     def start(self, spec: HostSpec) -> RunningHost:
+        assert spec.secrets is not None and spec.secrets.token, "a host is always given its secrets"
+        assert "@" in spec.secrets.registry_url and Env.REGISTRY_URL not in spec.env  # never in its env
         if self.fail_starts:
             self.fail_starts -= 1
             raise BackendError(f"starting model host {spec.host_id!r}: image not found (fake)")

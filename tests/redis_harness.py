@@ -31,7 +31,11 @@ def free_loopback_port() -> int:
 
 
 class RedisProcess:
-    """``with RedisProcess() as server: redis.Redis.from_url(server.url)``."""
+    """``with RedisProcess() as server: redis.Redis.from_url(server.url)``.
+
+    ``auth=False`` starts it without a password (anyone on loopback may send commands), the Redis
+    the scaler refuses; ``password`` is then None and ``url`` has no credentials.
+    """
 
     host = "127.0.0.1"
 
@@ -41,6 +45,7 @@ class RedisProcess:
         password: str | None = None,
         executable: str | None = None,
         start_timeout_s: float = 10.0,
+        auth: bool = True,
     ) -> None:
         found = executable or shutil.which("redis-server") or "/usr/bin/redis-server"
         if not Path(found).exists():
@@ -48,14 +53,15 @@ class RedisProcess:
         self.executable = found
         self._fixed_port = port is not None
         self.port = port or free_loopback_port()
-        self.password = password or secrets.token_hex(16)
+        self.password = (password or secrets.token_hex(16)) if auth else None
         self.start_timeout_s = start_timeout_s
         self._dir = Path(tempfile.mkdtemp(prefix="warmwhisk-redis-"))
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://:{self.password}@{self.host}:{self.port}/0"
+        credentials = f":{self.password}@" if self.password is not None else ""
+        return f"redis://{credentials}{self.host}:{self.port}/0"
 
     @property
     def log_path(self) -> Path:
@@ -85,7 +91,7 @@ class RedisProcess:
                     f"port {self.port}",
                     f"bind {self.host}",
                     "protected-mode yes",
-                    f"requirepass {self.password}",
+                    *([f"requirepass {self.password}"] if self.password is not None else []),
                     'save ""',
                     "appendonly no",
                     f"dir {self._dir}",

@@ -23,6 +23,7 @@ from warmwhisk_protocol.memory import InMemoryRegistry
 from warmwhisk_protocol.records import HostRecord, Slot
 from warmwhisk_protocol.registry import RedisRegistry, Registry, RegistryError, connect_redis
 
+KEYS = RedisKeys("test").namespace("guest")
 ACTION = "/guest/embed"
 OTHER = "/guest/classify"
 
@@ -46,7 +47,7 @@ def registry(request: pytest.FixtureRequest) -> Registry:
     if request.param == "memory":
         return InMemoryRegistry(heartbeat_ttl_s=3.0)
     server = request.getfixturevalue("redis_server")
-    return RedisRegistry(connect_redis(server.url), RedisKeys("test"), heartbeat_ttl_s=3.0)
+    return RedisRegistry(connect_redis(server.url), KEYS, heartbeat_ttl_s=3.0)
 
 
 def in_use(registry: Registry) -> dict[str, int]:
@@ -152,7 +153,7 @@ def test_recent_durations_are_capped(registry: Registry) -> None:
 
 def test_expired_heartbeat_drops_the_host_and_routes_elsewhere(redis_server: RedisProcess) -> None:
     # A generous TTL against heartbeats every 50 ms: robust on a loaded machine.
-    registry = RedisRegistry(connect_redis(redis_server.url), heartbeat_ttl_s=1.5)
+    registry = RedisRegistry(connect_redis(redis_server.url), KEYS, heartbeat_ttl_s=1.5)
     registry.heartbeat(host("h1", limit=4))
     registry.heartbeat(host("h2", limit=4))
     first = registry.acquire(ACTION)
@@ -214,7 +215,7 @@ def test_remove_host_forgets_it_and_ignores_a_late_heartbeat(registry: Registry)
 
 
 def test_redis_restart_rebuilds_the_registry_from_heartbeats(redis_server: RedisProcess) -> None:
-    registry = RedisRegistry(connect_redis(redis_server.url), heartbeat_ttl_s=3.0)
+    registry = RedisRegistry(connect_redis(redis_server.url), KEYS, heartbeat_ttl_s=3.0)
     fleet = [host("h1", limit=2), host("h2", limit=2)]
     for record in fleet:
         registry.heartbeat(record)
@@ -243,7 +244,7 @@ def test_redis_restart_rebuilds_the_registry_from_heartbeats(redis_server: Redis
 
 
 def test_hot_path_survives_script_flush_close_and_thread_exit(redis_server: RedisProcess) -> None:
-    registry = RedisRegistry(connect_redis(redis_server.url), RedisKeys("test"), heartbeat_ttl_s=3.0)
+    registry = RedisRegistry(connect_redis(redis_server.url), KEYS, heartbeat_ttl_s=3.0)
     registry.heartbeat(host("h1"))
     baseline = len(registry.redis.client_list())
     registry.redis.script_flush()  # acquire/release reload their script
@@ -283,7 +284,7 @@ def test_wrong_or_missing_password_is_a_clear_error(redis_server: RedisProcess) 
         connect_redis(f"redis://:x@127.0.0.1:{free_loopback_port()}/0", timeout_s=0.5)
     unauthenticated = redis.Redis(host=redis_server.host, port=redis_server.port, retry=Retry(NoBackoff(), 0))
     with pytest.raises(redis.AuthenticationError):  # a client made without connect_redis
-        RedisRegistry(unauthenticated).hosts()
+        RedisRegistry(unauthenticated, KEYS).hosts()
 
 
 def test_action_registration_round_trips(registry: Registry) -> None:
@@ -309,18 +310,25 @@ def test_heartbeat_rejects_bad_records(registry: Registry) -> None:
 _ids = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1, max_size=12)
 
 
-@given(a=_ids, b=_ids)
-def test_keys_of_different_kinds_or_ids_never_collide(a: str, b: str) -> None:
-    k = RedisKeys()
+@given(a=_ids, b=_ids, ns_a=_ids, ns_b=_ids)
+def test_keys_never_collide_across_kinds_ids_or_namespaces(a: str, b: str, ns_a: str, ns_b: str) -> None:
+    root = RedisKeys()
 
-    def all_keys(name: str) -> set[str]:
-        return {k.host(name), k.action_hosts(name), k.removed(name), k.action(name), k.stats(name),
-                k.durations(name)}  # fmt: skip
+    def all_keys(namespace: str, name: str) -> set[str]:
+        k = root.namespace(namespace)
+        return {k.host(name), k.action_hosts(name), k.removed(name), k.unreachable(name), k.action(name),
+                k.stats(name), k.durations(name), k.waiting(name)}  # fmt: skip
 
-    fixed = {k.hosts, k.slots, k.limits, k.actions, k.leader, k.decisions, k.epoch}
-    assert len(all_keys(a)) == 6 and not all_keys(a) & fixed
-    if a != b:
-        assert not all_keys(a) & all_keys(b)
+    def fixed(namespace: str) -> set[str]:
+        k = root.namespace(namespace)
+        return {k.hosts, k.slots, k.limits, k.actions}
+
+    scaler = {root.leader, root.decisions, root.epoch, root.namespaces}
+    assert len(all_keys(ns_a, a)) == 8 and not all_keys(ns_a, a) & (fixed(ns_a) | scaler)
+    if (ns_a, a) != (ns_b, b):
+        assert not all_keys(ns_a, a) & all_keys(ns_b, b)
+    if ns_a != ns_b:  # a namespace's keys never fall under another namespace's ACL patterns
+        assert not any(key.startswith(root.namespace(ns_b).prefix + ":") for key in all_keys(ns_a, a))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -334,7 +342,7 @@ def test_acquire_release_match_a_pure_model(
     """Against a model of the rule: fullest host with room, ties to the lowest id; int = release."""
     client = redis_server.client()
     client.flushdb()
-    registry = RedisRegistry(client)
+    registry = RedisRegistry(client, KEYS)
     ids = [f"h{i}" for i in range(len(limits))]
     for host_id, limit in zip(ids, limits, strict=True):
         registry.heartbeat(host(host_id, limit=limit))

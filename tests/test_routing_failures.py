@@ -17,8 +17,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from routed_harness import RoutedStack
 from runtime_harness import RuntimeHandle, wait_until
-from warmwhisk_protocol.keys import RedisKeys
 from warmwhisk_protocol.records import HostRecord
 from warmwhisk_protocol.registry import RedisRegistry as Registry
 from warmwhisk_runtime.router import HostConnections, HostFailed
@@ -30,7 +30,6 @@ def main(args):
     time.sleep(args.get("sleep", 0))
     return {"pid": os.getpid(), "echo": args.get("x")}
 """
-INIT_ENV = {"__OW_NAMESPACE": "guest", "__OW_ACTION_NAME": "/guest/echo", "__OW_ACTIVATION_ID": "init-1"}
 
 
 def deadline_in(seconds: float) -> str:
@@ -38,24 +37,20 @@ def deadline_in(seconds: float) -> str:
 
 
 @pytest.fixture
-def registry(redis_server) -> Registry:
-    return Registry(redis_server.client(), RedisKeys(), heartbeat_ttl_s=0.6)
+def stack(start_process_runtime, redis_server, tmp_path) -> RoutedStack:
+    return RoutedStack(start_process_runtime, redis_server, tmp_path)
 
 
-def start_router(start, redis_server) -> tuple[RuntimeHandle, str]:
-    router = start(env={"WARMWHISK_MODE": "routed", "WARMWHISK_ROUTER_URL": redis_server.url})
-    assert router.init(ACTION, env=INIT_ENV)[0] == 200
-    registry = Registry(redis_server.client(), RedisKeys())
-    (key,) = registry.registered_actions()
+@pytest.fixture
+def registry(stack) -> Registry:
+    return stack.registry()
+
+
+def start_router(stack: RoutedStack) -> tuple[RuntimeHandle, str]:
+    router = stack.router()
+    assert router.init(ACTION, env=stack.init_env())[0] == 200
+    (key,) = stack.registry().registered_actions()
     return router, key
-
-
-def start_host(start, redis_server, key: str, host_id: str, **env: str) -> RuntimeHandle:
-    return start(env={
-        "WARMWHISK_MODE": "host", "WARMWHISK_ROUTER_URL": redis_server.url, "WARMWHISK_HOST_ID": host_id,
-        "WARMWHISK_NAMESPACE": "guest", "WARMWHISK_HOST_ACTIONS": key, "WARMWHISK_HEARTBEAT_S": "0.2",
-        **env,
-    })  # fmt: skip
 
 
 def warm(registry: Registry) -> list[str]:
@@ -70,11 +65,11 @@ def timed_run(router: RuntimeHandle, value: dict, deadline_s: float = 10.0) -> t
 
 # ------------------------------------------------------------------ stale keep-alive connections
 def test_a_run_after_an_idle_gap_longer_than_the_hosts_keepalive_is_served_at_once(
-    start_process_runtime, redis_server, registry
+    stack, registry
 ):
     """The bug this suite was written for: the host closed the router's idle connection."""
-    router, key = start_router(start_process_runtime, redis_server)
-    start_host(start_process_runtime, redis_server, key, "h1", WARMWHISK_KEEPALIVE_S="1")
+    router, key = start_router(stack)
+    stack.host(key, "h1", WARMWHISK_KEEPALIVE_S="1")
     wait_until(lambda: warm(registry) == ["h1"], timeout_s=15, what="the host to turn warm")
     assert registry.hosts()[0].keepalive_s == 1.0  # advertised in the heartbeat
 
@@ -163,13 +158,13 @@ def test_a_fresh_connection_that_is_refused_fails_the_host_at_once():
 
 # ---------------------------------------------------------------------------- failing hosts
 def test_when_both_hosts_fail_the_run_says_so_at_once_and_names_them(
-    start_process_runtime, redis_server
+    stack
 ):
-    router, key = start_router(start_process_runtime, redis_server)
-    registry = Registry(redis_server.client(), RedisKeys(), heartbeat_ttl_s=30)
+    router, key = start_router(stack)
+    registry = stack.registry(heartbeat_ttl_s=30)
     # Slow heartbeats: the dead hosts' records outlive them, as right after a crash.
     hosts = [
-        start_host(start_process_runtime, redis_server, key, name, WARMWHISK_HEARTBEAT_S="10")
+        stack.host(key, name, heartbeat_s=10)
         for name in ("h1", "h2")
     ]
     wait_until(lambda: warm(registry) == ["h1", "h2"], timeout_s=15, what="two warm hosts")
@@ -183,11 +178,11 @@ def test_when_both_hosts_fail_the_run_says_so_at_once_and_names_them(
     assert {h.host_id for h in registry.hosts() if h.unreachable} == {"h1", "h2"}  # the scaler sees it
 
 
-def test_a_failed_host_is_reported_and_the_run_goes_to_a_live_one(start_process_runtime, redis_server):
-    router, key = start_router(start_process_runtime, redis_server)
-    registry = Registry(redis_server.client(), RedisKeys(), heartbeat_ttl_s=30)
-    dead = start_host(start_process_runtime, redis_server, key, "h1", WARMWHISK_HEARTBEAT_S="10")
-    start_host(start_process_runtime, redis_server, key, "h2", WARMWHISK_HEARTBEAT_S="10")
+def test_a_failed_host_is_reported_and_the_run_goes_to_a_live_one(stack, redis_server):
+    router, key = start_router(stack)
+    registry = stack.registry(heartbeat_ttl_s=30)
+    dead = stack.host(key, "h1", heartbeat_s=10)
+    stack.host(key, "h2", heartbeat_s=10)
     wait_until(lambda: warm(registry) == ["h1", "h2"], timeout_s=15, what="two warm hosts")
     dead.kill()
     for i in range(4):  # whichever host acquire picks first, every run is answered
@@ -198,10 +193,10 @@ def test_a_failed_host_is_reported_and_the_run_goes_to_a_live_one(start_process_
 
 
 def test_the_deadline_passing_during_a_forward_is_a_clear_error_and_frees_the_slot(
-    start_process_runtime, redis_server, registry
+    stack, registry
 ):
-    router, key = start_router(start_process_runtime, redis_server)
-    start_host(start_process_runtime, redis_server, key, "h1")
+    router, key = start_router(stack)
+    stack.host(key, "h1")
     wait_until(lambda: warm(registry) == ["h1"], timeout_s=15, what="the host to turn warm")
     status, body, took = timed_run(router, {"sleep": 3, "x": 1}, deadline_s=1.0)
     # The host enforces the same deadline: whichever answers first, the error says "deadline".
@@ -272,9 +267,9 @@ def fake_host(registry) -> Iterator:
     ],
 )
 def test_a_host_answering_non_200_or_garbage_gives_a_clear_error(
-    start_process_runtime, redis_server, registry, fake_host, status, payload, expected
+    stack, registry, fake_host, status, payload, expected
 ):
-    router, key = start_router(start_process_runtime, redis_server)
+    router, key = start_router(stack)
     server = fake_host(key, "fake", status, payload)
     wait_until(lambda: warm(registry) == ["fake"], what="the fake host's heartbeat")
     code, body, took = timed_run(router, {"x": 1})
@@ -284,9 +279,9 @@ def test_a_host_answering_non_200_or_garbage_gives_a_clear_error(
 
 
 def test_a_host_that_hangs_past_the_deadline_gives_a_deadline_error_at_the_deadline(
-    start_process_runtime, redis_server, registry, fake_host
+    stack, registry, fake_host
 ):
-    router, key = start_router(start_process_runtime, redis_server)
+    router, key = start_router(stack)
     fake_host(key, "hung", 200, b"{}", delay_s=5.0)
     wait_until(lambda: warm(registry) == ["hung"], what="the fake host's heartbeat")
     code, body, took = timed_run(router, {"x": 1}, deadline_s=1.0)
@@ -297,11 +292,11 @@ def test_a_host_that_hangs_past_the_deadline_gives_a_deadline_error_at_the_deadl
 
 
 def test_a_host_answering_503_is_skipped_for_another(
-    start_process_runtime, redis_server, registry, fake_host
+    stack, registry, fake_host
 ):
-    router, key = start_router(start_process_runtime, redis_server)
+    router, key = start_router(stack)
     server = fake_host(key, "a-shutting-down", 503, b'{"error": "shutting down"}')  # sorts first
-    start_host(start_process_runtime, redis_server, key, "h1")
+    stack.host(key, "h1")
     wait_until(lambda: warm(registry) == ["a-shutting-down", "h1"], timeout_s=15, what="both hosts")
     code, body, _ = timed_run(router, {"x": 5})
     assert code == 200 and body["echo"] == 5, body
@@ -309,10 +304,10 @@ def test_a_host_answering_503_is_skipped_for_another(
 
 
 # ------------------------------------------------------------------------------ Redis trouble
-def test_redis_stopped_mid_forward_and_back(start_process_runtime, redis_server):
-    router, key = start_router(start_process_runtime, redis_server)
-    registry = Registry(redis_server.client(), RedisKeys(), heartbeat_ttl_s=0.6)
-    start_host(start_process_runtime, redis_server, key, "h1")
+def test_redis_stopped_mid_forward_and_back(stack, redis_server):
+    router, key = start_router(stack)
+    registry = stack.registry()
+    stack.host(key, "h1")
     wait_until(lambda: warm(registry) == ["h1"], timeout_s=15, what="the host to turn warm")
 
     answer: dict = {}
@@ -329,37 +324,35 @@ def test_redis_stopped_mid_forward_and_back(start_process_runtime, redis_server)
     assert status == 200 and "the registry could not be reached" in body["error"], body
     assert took < 2.5
 
-    redis_server.restart()  # back, empty: the host re-registers with its next heartbeat
+    redis_server.restart()  # back, empty: no scripts, no namespace users, no keys
+    stack.maintain()  # what the scaler does on its next tick; the host re-registers by heartbeat
     status, body, took = timed_run(router, {"x": 3}, deadline_s=10)
     assert status == 200 and body["echo"] == 3, body
     assert took < 5.0
     assert registry.action_spec(key) is not None  # the router registered the action again
 
 
-def test_an_unregistered_action_is_registered_again_by_the_router(
-    start_process_runtime, redis_server, registry
-):
-    router, key = start_router(start_process_runtime, redis_server)
-    redis_server.client().flushall()  # the registration is gone (e.g. Redis restarted empty)
+def test_an_unregistered_action_is_registered_again_by_the_router(stack, registry, redis_server):
+    router, key = start_router(stack)
+    redis_server.client().flushdb()  # the registration is gone (keys lost; users and scripts kept)
     assert registry.action_spec(key) is None
     # A new host can load the action only from its registration: the router puts it back while
     # its run waits for a slot.
-    start_host(start_process_runtime, redis_server, key, "h-new")
+    stack.host(key, "h-new")
     status, body, _ = timed_run(router, {"x": 9}, deadline_s=20)
     assert status == 200 and body["echo"] == 9, body
     assert registry.action_spec(key) is not None
 
 
 def test_a_host_asked_for_an_unregistered_action_answers_404_json(
-    start_process_runtime, redis_server, registry
+    stack, registry
 ):
-    _router, key = start_router(start_process_runtime, redis_server)
-    host = start_host(start_process_runtime, redis_server, key, "h1")
+    _router, key = start_router(stack)
+    host = stack.host(key, "h1")
     wait_until(lambda: warm(registry) == ["h1"], timeout_s=15, what="the host to turn warm")
     def forward(action: str) -> tuple[int, dict]:
-        response = host.session.post(
-            host.url + "/run", data=json.dumps({"value": {"x": 1}}), headers={"X-Warmwhisk-Action": action}
-        )
+        headers = {"X-Warmwhisk-Action": action, "X-Warmwhisk-Host-Token": stack.tokens["h1"]}
+        response = host.session.post(host.url + "/run", data=json.dumps({"value": {"x": 1}}), headers=headers)
         return response.status_code, response.json()
 
     status, body = forward("/guest/nothing@0123456789abcdef")

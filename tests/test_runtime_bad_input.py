@@ -38,7 +38,6 @@ BAD_RUN_BODIES = [
     b"[]",
     b'{"value": "scalar"}',
     b'{"value": 3}',
-    b'{"value": {}, "deadline": "tomorrow"}',
     b'{"value": {"x": Infinity}}',
     b'{"value": [NaN]}',
 ]
@@ -97,13 +96,11 @@ def test_init_that_never_returns_is_stopped_at_its_deadline(start_process_runtim
     assert runtime.alive()
 
 
-def test_run_past_an_already_expired_deadline(start_process_runtime):
+def test_a_deadline_already_past_on_arrival_is_not_enforced(start_process_runtime):
+    # OpenWhisk's own test kit sends placeholders such as "123" (test_runtime_deadlines.py).
     runtime = start_process_runtime()
-    assert runtime.init("import time\ndef main(a):\n    time.sleep(5)\n    return a\n")[0] == 200
-    started = time.monotonic()
-    status, body = runtime.run({}, deadline=str(int(time.time() * 1000) - 10))
-    assert status == 200 and "time limit" in body["error"]
-    assert time.monotonic() - started < 2
+    assert runtime.init("import time\ndef main(a):\n    time.sleep(0.5)\n    return a\n")[0] == 200
+    assert runtime.run({"ran": 1}, deadline=str(int(time.time() * 1000) - 10)) == (200, {"ran": 1})
 
 
 # ------------------------------------------------------------------------------------- fuzzing
@@ -150,15 +147,9 @@ def test_fuzz_run_bodies(echo_runtime, body):
     value = body.get("value")
     if value is None:
         value = {}
-    deadline = body.get("deadline")
-    if isinstance(value, (dict, list)) and _deadline_ok(deadline):
-        expected_past = (
-            deadline is not None and deadline not in ("", None) and _as_float(deadline) < time.time() * 1000
-        )
-        if expected_past:
-            assert status == 200 and "time limit" in result["error"]
-        else:
-            assert (status, result) == (200, value)
+    # Whatever its deadline (none, past, not a number: not enforced; future: the echo is quicker).
+    if isinstance(value, (dict, list)):
+        assert (status, result) == (200, value)
     else:
         assert status == 400 and isinstance(result["error"], str)
 
@@ -193,21 +184,6 @@ def test_fuzz_contract_parsers_only_raise_contract_errors(body):
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def _as_float(raw: object) -> float:
-    text = raw if isinstance(raw, str) else json.dumps(raw)
-    return float(text)
-
-
-def _deadline_ok(raw: object) -> bool:
-    if raw is None or raw == "":
-        return True
-    try:
-        value = _as_float(raw)
-    except ValueError:
-        return False
-    return value == value and abs(value) != float("inf")
-
-
 def _invalid_init(value: dict) -> bool:
     """True when init_fields must refuse this `value` (so the fuzz never initialises)."""
     try:

@@ -11,6 +11,7 @@ from warmwhisk_runtime.isolation import (
     ActivationLog,
     LogSink,
     RoutedStream,
+    current_action_env,
     current_activation,
 )
 
@@ -26,7 +27,9 @@ def in_activation(env: dict[str, str], fn):  # type: ignore[no-untyped-def]
 def test_ow_keys_belong_to_the_running_activation_and_the_rest_to_the_process() -> None:
     real = {"PATH": "/bin", "__OW_API_HOST": "https://ow", "__OW_ACTIVATION_ID": "from-init"}
     environ = ActivationEnviron(real, masked={"__OW_ACTIVATION_ID", "__OW_DEADLINE"})
-    assert environ["__OW_ACTIVATION_ID"] == "from-init"  # outside any activation: the process's
+    # Outside any activation (a thread the action started): no activation's context, even if the
+    # process environment had one.
+    assert environ.get("__OW_ACTIVATION_ID") is None
     seen = in_activation({"__OW_ACTIVATION_ID": "a-1"}, lambda: dict(environ))
     assert seen == {"PATH": "/bin", "__OW_API_HOST": "https://ow", "__OW_ACTIVATION_ID": "a-1"}
     # A masked key this activation does not have is hidden, not the /init activation's value.
@@ -67,3 +70,24 @@ def test_streams_route_to_the_activation_and_the_sink_writes_blocks_with_sentine
     sink.emit(activation.log)
     assert out.getvalue() == f"outside\ninside\n{SENTINEL}\n"
     assert err.getvalue() == f"{SENTINEL}\n"
+
+
+def test_an_actions_init_parameters_are_its_own_in_host_mode() -> None:
+    """Two actions in one process: each sees its own parameters, never the other's; the process
+    environment holds neither."""
+    real = {"PATH": "/bin"}
+    environ = ActivationEnviron(real, masked=set())
+    one, two = {"GREETING": "one"}, {"GREETING": "two", "SECRET": "two's"}
+
+    def as_action(env: dict[str, str], fn):  # type: ignore[no-untyped-def]
+        token = current_action_env.set(env)
+        try:
+            return fn()
+        finally:
+            current_action_env.reset(token)
+
+    assert as_action(one, lambda: (environ.get("GREETING"), environ.get("SECRET"))) == ("one", None)
+    assert as_action(two, lambda: dict(environ)) == {"PATH": "/bin", "GREETING": "two", "SECRET": "two's"}
+    as_action(one, lambda: environ.__setitem__("NOTE", "written by one"))
+    assert one["NOTE"] == "written by one" and "NOTE" not in real and "NOTE" not in two
+    assert environ.get("GREETING") is None  # outside both actions

@@ -32,8 +32,8 @@ def test_host_mode_heartbeats_loads_its_actions_and_stops_both() -> None:
     def state() -> HostState:
         return HostState(actions=hosted.keys(), models=[], in_flight=0, memory_bytes=0, model_load_s=None)
 
-    identity = HostIdentity("h1", "127.0.0.1:1", "guest", 4, (KEY,), keepalive_s=75.0)
-    mode = HostMode(hosted, Heartbeat(registry, identity, state, 0.05), (KEY,), retry_s=0.05)
+    identity = HostIdentity("h1", "127.0.0.1:1", "guest", 4, (KEY,), keepalive_s=75.0, token="t")
+    mode = HostMode(hosted, Heartbeat(registry, identity, state, 0.05), (KEY,), 0.05, token="t")
     mode.start()
     assert [r.state for r in registry.hosts()] == ["starting"]  # its action is not registered yet
     registry.register_action(KEY, SPEC.to_json())  # e.g. a router puts it back

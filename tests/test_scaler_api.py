@@ -2,17 +2,16 @@
 
 Most tests speak to the Flask app through its test client, over a ``Service`` whose control loop is
 not started: a test calls ``controller.step()`` itself where it needs the loop to act. Model hosts
-are real local processes (``ProcessBackend``). The last tests run ``python -m warmwhisk_scaler``
-as a subprocess: gunicorn, the loop in the worker, the lease released on SIGTERM.
+are real local processes (``ProcessBackend``). The last tests run ``warmwhisk-scaler`` as a
+subprocess, secrets in files: gunicorn, the loop in the worker, the lease released on SIGTERM.
+Bounds and request bodies have their own files (``test_scaler_bounds.py``,
+``test_scaler_bodies.py``); ``scaler_harness.py`` holds what they share.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
+import json
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,17 +23,24 @@ from flask.testing import FlaskClient
 
 from redis_harness import free_loopback_port
 from runtime_harness import wait_until
+from scaler_harness import (
+    ACTION,
+    AUTH,
+    CODE,
+    SPEC,
+    TOKEN,
+    fake_host,
+    finish,
+    guest_registry,
+    scaler_process,
+    scaler_settings,
+    stop,
+    wait_healthy,
+)
 from warmwhisk_protocol.keys import RedisKeys
-from warmwhisk_protocol.records import HostRecord
 from warmwhisk_scaler.api import create_app
 from warmwhisk_scaler.service import Service, build
-from warmwhisk_scaler.settings import ScalerSettings
 
-TOKEN = "s3cret-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-ACTION = "/guest/echo@0123456789abcdef"
-CODE = "def main(a):\n    return a\n"
-SPEC = {"namespace": "guest", "name": "echo", "main": "main", "binary": False, "code": CODE, "env": {}}
 PROTECTED = [
     ("GET", "/status"),
     ("GET", "/hosts"),
@@ -48,14 +54,6 @@ PROTECTED = [
 ]
 
 
-def scaler_settings(redis_url: str, state_dir: Path, **changes: Any) -> ScalerSettings:
-    settings = ScalerSettings(
-        redis_url=redis_url, host_redis_url=redis_url, token=TOKEN, backend="process", tick_s=0.2,
-        heartbeat_s=0.2, window_s=2.0, start_timeout_s=30.0, state_dir=str(state_dir),
-    )  # fmt: skip
-    return dataclasses.replace(settings, **changes)
-
-
 @pytest.fixture
 def service(redis_server, tmp_path: Path) -> Iterator[Service]:
     built = build(scaler_settings(redis_server.url, tmp_path / "hosts"))
@@ -67,16 +65,6 @@ def service(redis_server, tmp_path: Path) -> Iterator[Service]:
 @pytest.fixture
 def client(service: Service) -> FlaskClient:
     return create_app(service).test_client()
-
-
-def fake_host(service: Service, host_id: str = "h-fake", limit: int = 4) -> HostRecord:
-    """A heartbeat as a warm host serving ACTION would send it (no process behind it)."""
-    record = HostRecord(
-        host_id=host_id, address="127.0.0.1:9", namespace="guest", actions=(ACTION,), models=(),
-        state="warm", limit=limit,
-    )  # fmt: skip
-    assert service.registry.heartbeat(record)
-    return record
 
 
 def pool_entry(status: dict[str, Any], pool: str = ACTION) -> dict[str, Any]:
@@ -119,7 +107,7 @@ def test_every_endpoint_but_healthz_needs_the_bearer_token(client, method, path)
 
 
 def test_status_hosts_actions_and_metrics_read_the_registry(service, client):
-    registry = service.registry
+    registry = guest_registry(service)
     registry.register_action(ACTION, SPEC)
     fake_host(service)
     first, _second = registry.acquire(ACTION), registry.acquire(ACTION)
@@ -144,6 +132,7 @@ def test_status_hosts_actions_and_metrics_read_the_registry(service, client):
     (action,) = client.get("/actions", headers=AUTH).get_json()["actions"]
     assert action["action"] == ACTION and action["waiting"] == 1
     assert "code" not in action["spec"] and action["spec"]["code_bytes"] == len(CODE)
+    assert "env" not in action["spec"] and action["spec"]["env_names"] == []
     assert action["spec"]["namespace"] == "guest" and action["spec"]["main"] == "main"
     assert action["stats"]["completed"] == 1 and action["stats"]["mean_duration_ms"] == pytest.approx(50)
 
@@ -173,12 +162,39 @@ def test_status_hosts_actions_and_metrics_read_the_registry(service, client):
         other.stop()
 
 
+def test_reads_show_parameter_names_and_never_a_secret(service, client, redis_server):
+    """Init parameters (often API keys), a host's token, the code, the Redis password and the
+    bearer token appear in no answer: /actions lists parameter names only."""
+    secrets = {"API_KEY": "sk-live-0123456789", "DB_PASSWORD": "hunter2-but-longer"}
+    code = "SECRET_IN_CODE = 'c0de-secret'\n" + CODE
+    guest_registry(service).register_action(ACTION, {**SPEC, "code": code, "env": secrets})
+    fake_host(service, token="host-token-9876543210")
+    assert service.controller.step()
+
+    (action,) = client.get("/actions", headers=AUTH).get_json()["actions"]
+    assert action["spec"] == {
+        "namespace": "guest", "name": "echo", "main": "main", "binary": False,
+        "code_bytes": len(code.encode()), "env_names": ["API_KEY", "DB_PASSWORD"],
+    }  # fmt: skip
+    (host,) = client.get("/hosts", headers=AUTH).get_json()["hosts"]
+    assert "token" not in host and host["host_id"] == "h-fake"
+    hidden = [*secrets.values(), "c0de-secret", "host-token-9876543210", redis_server.password, TOKEN]
+    for path in ("/actions", "/status", "/hosts", "/decisions", "/metrics", f"/pools/{ACTION}/config"):
+        answer = client.get(path, headers=AUTH)
+        assert answer.status_code == 200, path
+        text = answer.get_data(as_text=True)
+        assert not [secret for secret in hidden if secret in text], (path, text)
+        if answer.is_json:  # escaped forms too (JSON may write "/" or non-ASCII escaped)
+            dumped = json.dumps(answer.get_json())
+            assert not [secret for secret in hidden if secret in dumped], path
+
+
 # -- manual scale through the control loop, with a real host process ---------------------------------
 
 
 @pytest.mark.slow
 def test_manual_scale_starts_a_host_then_drains_and_stops_it(service, client):
-    registry, controller = service.registry, service.controller
+    registry, controller = guest_registry(service), service.controller
     registry.register_action(ACTION, SPEC)
     answer = client.put(f"/pools/{ACTION}/config", headers=AUTH, json={"manual_hosts": 1})
     assert answer.status_code == 200 and answer.get_json()["config"]["manual_hosts"] == 1
@@ -220,7 +236,7 @@ def test_manual_scale_starts_a_host_then_drains_and_stops_it(service, client):
 
 
 def test_pool_configuration_is_validated_and_stored(service, client):
-    service.registry.register_action(ACTION, SPEC)
+    guest_registry(service).register_action(ACTION, SPEC)
     url = f"/pools/{ACTION}/config"
     assert client.get(url, headers=AUTH).get_json() == {
         "pool": ACTION,
@@ -261,7 +277,7 @@ def test_pool_configuration_is_validated_and_stored(service, client):
 def test_knobs_of_a_pool_without_its_own_policy_must_fit_the_default_policy(redis_server, tmp_path):
     built = build(scaler_settings(redis_server.url, tmp_path, policy="kpa"))
     try:
-        built.registry.register_action(ACTION, SPEC)
+        guest_registry(built).register_action(ACTION, SPEC)
         client = create_app(built).test_client()
         # Hybrid knobs with no policy named would make the kpa loop fail on every tick.
         answer = client.put(f"/pools/{ACTION}/config", headers=AUTH, json={"knobs": {"initial_limit": 4}})
@@ -271,7 +287,7 @@ def test_knobs_of_a_pool_without_its_own_policy_must_fit_the_default_policy(redi
 
 
 def test_scale_and_decisions_reject_bad_requests_with_json_errors(service, client):
-    service.registry.register_action(ACTION, SPEC)
+    guest_registry(service).register_action(ACTION, SPEC)
     bad = [
         ({"hosts": 1}, 400, "pool must be a non-empty string"),
         ({"pool": 7, "hosts": 1}, 400, "pool must be a non-empty string"),
@@ -309,13 +325,15 @@ def test_scale_and_decisions_reject_bad_requests_with_json_errors(service, clien
 # -- the server as a process ---------------------------------------------------------------------------
 
 
-def scaler_process(redis_url: str, port: int, state_dir: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WARMWHISK_")}
-    env.update(WARMWHISK_SCALER_STATE_DIR=str(state_dir), PYTHONUNBUFFERED="1")
-    # The console script `make setup` installs, as an operator types it.
-    command = [str(Path(sys.executable).with_name("warmwhisk-scaler")), "--backend", "process",
-               "--redis-url", redis_url, "--token", TOKEN, "--port", str(port), "--tick", "0.2"]  # fmt: skip
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def command_lines() -> list[str]:
+    """What `ps` shows: every process's command line."""
+    lines = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            lines.append(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:  # exited meanwhile
+            continue
+    return lines
 
 
 @pytest.mark.slow
@@ -324,15 +342,9 @@ def test_the_scaler_runs_as_a_module_and_gives_the_lease_up_on_sigterm(redis_ser
     base = f"http://127.0.0.1:{port}"
     process = scaler_process(redis_server.url, port, tmp_path / "hosts")
     try:
-
-        def healthy() -> bool:
-            assert process.poll() is None, process.communicate()
-            try:
-                return requests.get(f"{base}/healthz", timeout=1).json() == {"status": "ok", "redis": True}
-            except requests.ConnectionError:
-                return False
-
-        wait_until(healthy, timeout_s=20, what="the scaler's /healthz")
+        wait_healthy(process, base)
+        # The secrets came from files: no command line on the machine shows them.
+        assert not [line for line in command_lines() if redis_server.password in line or TOKEN in line]
         assert requests.get(f"{base}/status", timeout=5).status_code == 401
 
         def leading() -> bool:
@@ -344,25 +356,16 @@ def test_the_scaler_runs_as_a_module_and_gives_the_lease_up_on_sigterm(redis_ser
         assert redis_server.client().get(RedisKeys().leader).decode() == status["replica"]
 
         process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=30)
-        assert process.returncode == 0, err.decode(errors="replace")
+        returncode, err = finish(process)
+        assert returncode == 0, err
         assert redis_server.client().get(RedisKeys().leader) is None  # released, not left to expire
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        stop(process)
 
 
 @pytest.mark.slow
 def test_the_scaler_exits_with_a_clear_message_when_redis_rejects_the_password(redis_server, tmp_path):
     url = redis_server.url.replace(redis_server.password, "not-the-password")
-    process = scaler_process(url, free_loopback_port(), tmp_path / "hosts")
-    try:
-        _, err = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 3
-    message = err.decode(errors="replace")
+    returncode, message = finish(scaler_process(url, free_loopback_port(), tmp_path / "hosts"))
+    assert returncode == 3
     assert "rejected the credentials" in message and "not-the-password" not in message

@@ -18,16 +18,17 @@ import pytest
 import requests
 
 from runtime_harness import IMAGE, TEST_LABELS, wait_until
+from warmwhisk_protocol.credentials import CREDENTIAL_PARAMETER, without_credential
 from warmwhisk_protocol.keys import RedisKeys
-from warmwhisk_protocol.registry import RedisRegistry
 from warmwhisk_scaler.backends import DockerBackend, ProcessBackend
 from warmwhisk_scaler.controller import Controller, ControlLoop
+from warmwhisk_scaler.credentials import NamespaceCredentials
 from warmwhisk_scaler.pool_config import PoolConfig
+from warmwhisk_scaler.registries import RedisRegistries
 from warmwhisk_scaler.settings import ScalerSettings
 from warmwhisk_scaler.state import RedisLease, RedisScalerStore
 
 ACTION = "import time\ndef main(args):\n    time.sleep(0.2)\n    return {'n': args.get('n')}\n"
-INIT_ENV = {"__OW_NAMESPACE": "guest", "__OW_ACTION_NAME": "/guest/slow"}
 
 
 def settings(redis_url: str, state_dir: Path) -> ScalerSettings:
@@ -47,14 +48,18 @@ def scaler(request, redis_server, tmp_path) -> Iterator[dict]:
     backend: ProcessBackend | DockerBackend
     if request.param == "docker":
         client = request.getfixturevalue("docker_client")
-        backend = DockerBackend(client, IMAGE, owner=owner, extra_labels=TEST_LABELS)
+        backend = DockerBackend(client, IMAGE, owner=owner, extra_labels=TEST_LABELS,
+                                secrets_dir=tmp_path / "host-secrets")  # fmt: skip
     else:
         backend = ProcessBackend(state_dir=config.state_dir, owner=owner)
     client = redis_server.client()
-    registry = RedisRegistry(client, RedisKeys(), heartbeat_ttl_s=config.heartbeat_ttl_s)
+    credentials = NamespaceCredentials(client, RedisKeys())
+    registries = RedisRegistries(client, RedisKeys(), credentials, config.heartbeat_ttl_s)
+    registries.maintain()
     store = RedisScalerStore(client, RedisKeys())
-    parts = {"settings": config, "backend": backend, "registry": registry, "store": store, "loops": [],
-             "client": client}  # fmt: skip
+    parts = {"settings": config, "backend": backend, "registries": registries, "store": store,
+             "loops": [], "client": client, "registry": registries.registry("guest"),
+             "credentials": credentials}  # fmt: skip
     yield parts
     for loop in parts["loops"]:
         loop.stop()
@@ -63,17 +68,24 @@ def scaler(request, redis_server, tmp_path) -> Iterator[dict]:
 
 def start_loop(scaler: dict, holder: str) -> Loop:
     lease = RedisLease(scaler["client"], RedisKeys(), holder, scaler["settings"].lease_ttl_s)
-    controller = Controller(scaler["registry"], scaler["backend"], scaler["settings"], lease, scaler["store"])
+    controller = Controller(
+        scaler["registries"], scaler["backend"], scaler["settings"], lease, scaler["store"]
+    )
     loop = Loop(controller)
     scaler["loops"].append(loop)
     return loop
 
 
-def routed_action(start_process_runtime, redis_server, registry) -> tuple:
-    router = start_process_runtime(env={"WARMWHISK_MODE": "routed", "WARMWHISK_ROUTER_URL": redis_server.url,
-                                        "WARMWHISK_MAX_CONCURRENT": "256"})  # fmt: skip
-    assert router.init(ACTION, env=INIT_ENV)[0] == 200
-    (key,) = registry.registered_actions()
+def routed_action(start_process_runtime, redis_server, scaler: dict) -> tuple:
+    """A routed container (no password in its registry address) initialised with the action and
+    its namespace's credential, as OpenWhisk would with the invoker patch."""
+    address = without_credential(redis_server.url)
+    router = start_process_runtime(env={"WARMWHISK_MODE": "routed", "WARMWHISK_MAX_CONCURRENT": "256",
+                                        "WARMWHISK_ROUTER_URL": address})  # fmt: skip
+    credential = scaler["credentials"].issue("guest").encode()
+    env = {"__OW_NAMESPACE": "guest", "__OW_ACTION_NAME": "/guest/slow", CREDENTIAL_PARAMETER: credential}
+    assert router.init(ACTION, env=env)[0] == 200
+    (key,) = scaler["registry"].registered_actions()
     return router, key
 
 
@@ -104,7 +116,7 @@ def burst(router, count: int) -> list[tuple[int, dict]]:
 
 def test_a_burst_of_200_from_zero_hosts_is_all_answered(start_process_runtime, redis_server, scaler):
     registry = scaler["registry"]
-    router, key = routed_action(start_process_runtime, redis_server, registry)
+    router, key = routed_action(start_process_runtime, redis_server, scaler)
     start_loop(scaler, "replica-a")
     started = time.monotonic()
     results = burst(router, 200)
@@ -119,7 +131,7 @@ def test_a_burst_of_200_from_zero_hosts_is_all_answered(start_process_runtime, r
 
 def test_a_restarted_scaler_adopts_the_running_hosts(start_process_runtime, redis_server, scaler):
     registry = scaler["registry"]
-    router, _ = routed_action(start_process_runtime, redis_server, registry)
+    router, _ = routed_action(start_process_runtime, redis_server, scaler)
     first = start_loop(scaler, "replica-a")
     burst(router, 20)
     before = settled_hosts(scaler)
@@ -134,14 +146,14 @@ def test_a_restarted_scaler_adopts_the_running_hosts(start_process_runtime, redi
 
 def test_two_replicas_exactly_one_decides(start_process_runtime, redis_server, scaler):
     registry = scaler["registry"]
-    router, _ = routed_action(start_process_runtime, redis_server, registry)
+    router, _ = routed_action(start_process_runtime, redis_server, scaler)
     loops = [start_loop(scaler, "replica-a"), start_loop(scaler, "replica-b")]
     burst(router, 20)
     leaders = [loop.controller.is_leader for loop in loops]
     assert leaders.count(True) == 1
     follower = loops[leaders.index(False)].controller
     assert follower.ticks == 0
-    deciders = {entry for entry in registry.redis.lrange(registry.keys.decisions, 0, -1) if b'"by"' in entry}
+    deciders = {entry for entry in registry.redis.lrange(RedisKeys().decisions, 0, -1) if b'"by"' in entry}
     assert all(loops[leaders.index(True)].controller.holder_id.encode() in entry for entry in deciders)
 
 
@@ -149,7 +161,7 @@ def test_after_a_redis_restart_the_registry_is_rebuilt_without_duplicate_hosts(
     start_process_runtime, redis_server, scaler
 ):
     registry = scaler["registry"]
-    router, _ = routed_action(start_process_runtime, redis_server, registry)
+    router, _ = routed_action(start_process_runtime, redis_server, scaler)
     loop = start_loop(scaler, "replica-a")
     burst(router, 20)
     before = settled_hosts(scaler)
@@ -165,7 +177,7 @@ def test_after_a_redis_restart_the_registry_is_rebuilt_without_duplicate_hosts(
 
 def test_manual_scale_pins_the_host_count(redis_server, scaler, start_process_runtime):
     registry = scaler["registry"]
-    _, key = routed_action(start_process_runtime, redis_server, registry)
+    _, key = routed_action(start_process_runtime, redis_server, scaler)
     scaler["store"].save_pool_config(key, PoolConfig(manual_hosts=2))
     start_loop(scaler, "replica-a")
     wait_until(lambda: len([h for h in registry.hosts() if h.state == "warm"]) == 2, timeout_s=20,
@@ -188,7 +200,7 @@ def test_a_host_killed_while_serving_is_retried_and_replaced(
     request, start_process_runtime, redis_server, scaler
 ):
     registry = scaler["registry"]
-    router, key = routed_action(start_process_runtime, redis_server, registry)
+    router, key = routed_action(start_process_runtime, redis_server, scaler)
     scaler["store"].save_pool_config(key, PoolConfig(manual_hosts=2))
     start_loop(scaler, "replica-a")
     wait_until(lambda: len([h for h in registry.hosts() if h.state == "warm"]) == 2, timeout_s=60,

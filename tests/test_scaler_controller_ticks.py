@@ -4,6 +4,7 @@ and store, and a clock the test moves: no Redis, no processes. Each test reads l
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import pytest
 
@@ -12,6 +13,7 @@ from warmwhisk_protocol.forwarding import ActionSpec
 from warmwhisk_protocol.memory import InMemoryRegistry
 from warmwhisk_scaler.controller import Controller
 from warmwhisk_scaler.pool_config import PoolConfig
+from warmwhisk_scaler.registries import InMemoryRegistries
 from warmwhisk_scaler.settings import ScalerSettings
 from warmwhisk_scaler.state import InMemoryLease, InMemoryScalerStore
 
@@ -30,6 +32,7 @@ class Rig:
         self.clock = Clock()
         self.registry = InMemoryRegistry(heartbeat_ttl_s=settings.heartbeat_ttl_s, clock=self.clock)
         self.registry.register_action(POOL, SPEC.to_json())
+        self.registries = InMemoryRegistries({"guest": self.registry})
         self.backend = FakeBackend(self.clock)
         self.store = InMemoryScalerStore(epoch=lambda: None)
         self.lease_slot = InMemoryLease.Slot()
@@ -37,7 +40,7 @@ class Rig:
 
     def controller(self, holder: str = "replica-a") -> Controller:
         lease = InMemoryLease(self.lease_slot, holder, self.settings.lease_ttl_s, self.clock)
-        return Controller(self.registry, self.backend, self.settings, lease, self.store, self.clock)
+        return Controller(self.registries, self.backend, self.settings, lease, self.store, self.clock)
 
     def wait(self, count: int) -> None:
         """`count` activations wait at routers for a slot (until far in the future)."""
@@ -71,7 +74,7 @@ def test_after_redis_lost_its_state_the_loop_waits_two_heartbeats_before_decidin
     rig = Rig()
     controller = rig.controller()
     controller.step()
-    rig.registry.lose_state()  # Redis restarted empty: a new epoch, no hosts, no registrations
+    rig.registries.lose_state()  # Redis restarted empty: a new epoch, no hosts, no registrations
     rig.registry.register_action(POOL, SPEC.to_json())
     rig.wait(5)
     rig.clock.advance(0.5)
@@ -167,14 +170,52 @@ def test_under_another_default_policy_a_pools_saved_knobs_and_manual_count_apply
     assert len(rig.backend.started) == 2
 
 
-def test_start_failures_are_logged_and_the_loop_keeps_ticking() -> None:
+def test_start_failures_back_off_exponentially_with_one_log_entry_each() -> None:
     rig = Rig()
     controller = rig.controller()
-    rig.backend.fail_starts = 1
+    rig.backend.fail_starts = 3
     rig.wait(2)
     controller.step()
+    failures = [r for k, r in rig.decisions() if "starting a host failed" in r]
+    assert len(failures) == 1 and "1 in a row; next try in 1.0 s" in failures[0]
+    for advance, expected in ((0.5, 1), (0.5, 2), (1.0, 2), (1.0, 3), (3.9, 3)):
+        rig.clock.advance(advance)
+        controller.step()
+        assert len([r for _, r in rig.decisions() if "starting a host failed" in r]) == expected, advance
     assert rig.backend.started == []
-    assert any("starting a host failed" in reason for _, reason in rig.decisions())
+    rig.clock.advance(0.1)  # 4 s after the third failure (its back-off): tried, and it works
+    controller.step()
+    assert len(rig.backend.started) == 1
+
+
+def test_host_starts_are_bounded_per_tick_and_in_all() -> None:
+    settings = dataclasses.replace(SETTINGS, max_starts_per_tick=3, max_hosts=5)
+    rig = Rig(settings)
+    controller = rig.controller()
+    rig.store.save_pool_config(POOL, PoolConfig(manual_hosts=1000))
+    controller.step()
+    assert len(rig.backend.started) == 3  # the tick's budget
     rig.clock.advance(0.5)
     controller.step()
-    assert len(rig.backend.started) == 1  # tried again on the next tick
+    assert len(rig.backend.started) == 5  # the server-wide cap
+    rig.clock.advance(0.5)
+    controller.step()
+    assert len(rig.backend.started) == 5
+
+
+def test_a_stop_request_ends_a_tick_between_host_starts() -> None:
+    rig = Rig(dataclasses.replace(SETTINGS, max_starts_per_tick=50))
+    controller = rig.controller()
+    rig.store.save_pool_config(POOL, PoolConfig(manual_hosts=50))
+    stop = threading.Event()
+    controller._stop = stop
+    original = rig.backend.start
+
+    def slow_start(spec):  # type: ignore[no-untyped-def]
+        if len(rig.backend.started) == 2:
+            stop.set()  # SIGTERM arrives while the tick starts hosts
+        return original(spec)
+
+    rig.backend.start = slow_start  # type: ignore[method-assign]
+    controller.step()
+    assert len(rig.backend.started) == 3
