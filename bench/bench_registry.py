@@ -34,6 +34,7 @@ from collections.abc import Callable
 
 from lib.report import emit_summary, medians, pct_nearest_index
 from lib.targets import redis_server
+from warmwhisk_protocol.keys import RedisKeys
 from warmwhisk_protocol.records import HostRecord, Slot
 from warmwhisk_protocol.registry import RedisRegistry, connect_redis
 
@@ -155,7 +156,8 @@ def measure_rounds(args: argparse.Namespace) -> tuple[str, list[dict[str, dict]]
     rounds = []
     server = redis_server()
     try:
-        registry = RedisRegistry(connect_redis(server.url), heartbeat_ttl_s=3600.0)
+        keys = RedisKeys().namespace("bench")
+        registry = RedisRegistry(connect_redis(server.url), keys, heartbeat_ttl_s=3600.0)
         version = registry.redis.info("server")["redis_version"]
         heartbeat_hosts(registry, args.hosts, ACTION)
         heartbeat_hosts(registry, args.many_hosts, ACTION_MANY)

@@ -20,6 +20,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ import docker
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "tests")]  # the password-protected Redis launcher the tests use
 from redis_harness import RedisProcess  # noqa: E402
+from warmwhisk_protocol.credentials import without_credential  # noqa: E402
 
 IMAGE = os.environ.get("IMAGE", "warmwhisk/runtime:dev")
 MODELS = REPO / "build" / "models"
@@ -151,20 +153,25 @@ def direct_mode(client: Any) -> bool:
 # --------------------------------------------------------------------------------------- part 2
 @contextmanager
 def scaler_service(redis: RedisProcess, prefix: str, token: str) -> Iterator[int]:
+    """The scaler, its secrets in files (0600, in a 0700 folder): nothing shows in `ps`."""
     port = free_port()
-    env = dict(os.environ)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "warmwhisk_scaler", "--redis-url", redis.url, "--token", token,
-         "--port", str(port), "--backend", "docker", "--image", IMAGE, "--model-dir", str(MODELS),
-         "--prefix", prefix, "--tick", "0.5", "--heartbeat", "0.5"],
-        env=env, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        wait_port(port)
-        yield port
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+    with tempfile.TemporaryDirectory(prefix="warmwhisk-demo-") as folder:
+        url_file, token_file = Path(folder) / "redis-url", Path(folder) / "token"
+        for path, value in ((url_file, redis.url), (token_file, token)):
+            path.write_text(value + "\n")
+            path.chmod(0o600)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "warmwhisk_scaler", "--redis-url-file", str(url_file),
+             "--token-file", str(token_file), "--port", str(port), "--backend", "docker", "--image", IMAGE,
+             "--model-dir", str(MODELS), "--prefix", prefix, "--tick", "0.5", "--heartbeat", "0.5"],
+            env=dict(os.environ), stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            wait_port(port)
+            yield port
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
 
 
 def sentiment_zip() -> str:
@@ -178,17 +185,23 @@ def hybrid_scaling(client: Any) -> bool:
     print("\n== Part 2: hybrid scaling: Redis + scaler; a routed container fronts warm model hosts")
     prefix, token = f"demo-{secrets.token_hex(3)}", secrets.token_hex(16)
     with RedisProcess() as redis, scaler_service(redis, prefix, token) as scaler_port:
+        # What the patched invoker gives every action container: the registry's address, no password.
         env = {
             "WARMWHISK_MODE": "routed",
-            "WARMWHISK_ROUTER_URL": redis.url,
+            "WARMWHISK_ROUTER_URL": without_credential(redis.url),
             "WARMWHISK_REDIS_PREFIX": prefix,
         }
+        # The namespace's credential, carried by its ML action as an init parameter.
+        auth = {"Authorization": f"Bearer {token}"}
+        credential = post(scaler_port, "/namespaces/guest/credential", {}, auth)
+        assert credential[0] == 200, credential
         started = time.perf_counter()
         router, port = runtime_container(client, env)
         try:
             ready_s = wait_port(port)
             init_env = {"WARMWHISK_MODELS_DIR": "/models", "__OW_NAMESPACE": "guest",
-                        "__OW_ACTION_NAME": "/guest/sentiment"}  # fmt: skip
+                        "__OW_ACTION_NAME": "/guest/sentiment",
+                        credential[1]["parameter"]: credential[1]["credential"]}  # fmt: skip
             status, body, init_ms = post(port, "/init", {"value": {"name": "sentiment", "main": "main",
                                                                     "binary": True, "code": sentiment_zip(),
                                                                     "env": init_env}})  # fmt: skip

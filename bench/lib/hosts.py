@@ -9,14 +9,19 @@ from collections.abc import Callable
 from typing import Any
 
 from lib.targets import IMAGE, DockerEngine, redis_server
+from warmwhisk_protocol.credentials import with_credential
 from warmwhisk_protocol.keys import RedisKeys
 from warmwhisk_protocol.records import HostRecord
-from warmwhisk_protocol.registry import RedisRegistry, connect_redis
+from warmwhisk_protocol.registry import connect_redis
 from warmwhisk_scaler.backends import HostBackend
 from warmwhisk_scaler.controller import Controller, ControlLoop
+from warmwhisk_scaler.credentials import NamespaceCredentials
 from warmwhisk_scaler.pool_config import PoolConfig, parse
+from warmwhisk_scaler.registries import RedisRegistries
 from warmwhisk_scaler.settings import ScalerSettings
 from warmwhisk_scaler.state import RedisLease, RedisScalerStore
+
+NAMESPACE = "guest"  # the benchmarks' actions are /guest/<name>
 
 
 def wait_until(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
@@ -48,9 +53,13 @@ class ScalerRig:
             self.settings = ScalerSettings(redis_url=url, host_redis_url=url, token="bench", **settings)
             self.client = connect_redis(url)
             self.keys = RedisKeys(self.settings.prefix)
-            self.registry = RedisRegistry(
-                self.client, self.keys, heartbeat_ttl_s=self.settings.heartbeat_ttl_s
+            self.credentials = NamespaceCredentials(self.client, self.keys)
+            self.registries = RedisRegistries(
+                self.client, self.keys, self.credentials, self.settings.heartbeat_ttl_s
             )
+            self.registries.maintain()
+            self.credential = self.credentials.issue(NAMESPACE)
+            self.registry = self.registries.registry(NAMESPACE)
             self.store = RedisScalerStore(self.client, self.keys)
         except BaseException:
             self.redis.close()
@@ -60,7 +69,8 @@ class ScalerRig:
 
     @property
     def url(self) -> str:
-        return self.redis.url
+        """The registry as routers of the namespace log in to it: its ACL user, not the admin."""
+        return with_credential(self.redis.url, self.credential)
 
     def pool_key(self) -> str:
         """The one action registered so far (a routed runtime's /init registers it)."""
@@ -80,7 +90,7 @@ class ScalerRig:
         reconciles every host away) runs at `close`."""
         lease = RedisLease(self.client, self.keys, holder_id, self.settings.lease_ttl_s)
         self.remove_hosts = remove_hosts or (lambda: backend.reconcile(lambda host: False))
-        self.loop = ControlLoop(Controller(self.registry, backend, self.settings, lease, self.store))
+        self.loop = ControlLoop(Controller(self.registries, backend, self.settings, lease, self.store))
 
     @property
     def controller(self) -> Controller:
@@ -104,7 +114,7 @@ class ScalerRig:
             with contextlib.suppress(Exception):
                 self.remove_hosts()
             with contextlib.suppress(Exception):
-                self.registry.close()
+                self.registries.close()
                 self.client.close()
         finally:
             self.redis.close()
