@@ -109,3 +109,18 @@ def test_a_host_serves_only_its_own_namespace_and_only_with_its_token(stack, reg
     assert status == 400 and "X-Warmwhisk-Action" in body["error"]
     status, body = forward({**token, "X-Warmwhisk-Action": key})  # its router's, for another namespace
     assert status == 403 and "another namespace" in body["error"]
+
+
+def test_a_host_refuses_a_registration_that_does_not_match_its_key(stack, registry, redis_server):
+    """Whoever rewrote a registration (a leaked namespace credential, an operator's mistake), a host
+    loads only the code its key names."""
+    router = stack.router()
+    assert router.init(ACTION, env=stack.init_env())[0] == 200
+    (key,) = registry.registered_actions()
+    tampered = {**registry.action_spec(key), "code": "def main(args):\n    return {'pwned': True}\n"}
+    registry.register_action(key, tampered)
+    host = stack.host(key, "h1")
+    headers = {"X-Warmwhisk-Action": key, "X-Warmwhisk-Host-Token": stack.tokens["h1"]}
+    response = host.session.post(host.url + "/run", json={"value": {}}, headers=headers)
+    assert response.status_code == 403 and "does not match its key" in response.json()["error"]
+    assert warm_hosts(registry) == []
