@@ -49,11 +49,11 @@ fi
 
 # The components, editable: `.venv/bin/python -m warmwhisk_runtime`, `.venv/bin/warmwhisk-scaler`
 # and the tests run the code in this checkout. Their dependencies are the pinned ones above.
-components=(host-protocol action-runtime scaler-service simulator)
+components=(host-protocol action-runtime scaler-service simulator invoker-patch)
 
 # The stamp covers the requirements (and the files they pull in with -r) and the components'
 # pyproject.toml files.
-req_hash=$(cat requirements*.txt action-runtime/requirements*.txt \
+req_hash=$(cat requirements*.txt action-runtime/requirements*.txt scaler-service/requirements.txt \
     "${components[@]/%//pyproject.toml}" | sha256sum | cut -d' ' -f1)
 stamp="$venv/.requirements.sha256"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$req_hash" ]; then
