@@ -289,6 +289,29 @@ def test_docker_limits_labels_and_read_only_models(docker_backends: Backends, tm
 
 
 @pytest.mark.docker
+def test_docker_hosts_listen_and_advertise_on_the_bind_address_only(docker_backends: Backends) -> None:
+    """In a cluster hosts bind to the machine's private address (127.0.0.2 stands in for it: every
+    127/8 address is the loopback interface's), advertise it, and are found there after a restart."""
+
+    def backend() -> DockerBackend:
+        return DockerBackend(
+            docker_backends.client, IMAGE, owner=docker_backends.owner, extra_labels=TEST_LABELS,
+            stop_timeout_s=2, bind_host="127.0.0.2",
+        )  # fmt: skip
+
+    host = backend().start(spec())
+    assert backend().wait_ready(host, READY_S)
+    port = int(host.address.rsplit(":", 1)[1])
+    assert host.address == f"127.0.0.2:{port}" and host.metrics_address.startswith("127.0.0.2:")
+    env = set(docker_backends.client.api.inspect_container(host.host_id)["Config"]["Env"])
+    assert f"WARMWHISK_ADVERTISE=127.0.0.2:{port}" in env
+    assert healthy(host)
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)  # not on another address
+    assert [h.address for h in backend().running()] == [host.address]
+
+
+@pytest.mark.docker
 def test_docker_unknown_image_is_a_clear_error(docker_backends: Backends) -> None:
     backend = DockerBackend(
         docker_backends.client, "warmwhisk/no-such-image:never", owner=docker_backends.owner,

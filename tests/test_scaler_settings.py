@@ -187,3 +187,16 @@ def test_the_back_off_maximum_must_be_at_least_the_first_wait(tmp_path, capsys):
     argv, _ = files(tmp_path)
     environ = {"WARMWHISK_SCALER_START_BACKOFF_S": "10", "WARMWHISK_SCALER_START_BACKOFF_MAX_S": "5"}
     assert "must be at least WARMWHISK_SCALER_START_BACKOFF_S" in refused(argv, environ, capsys)
+
+
+def test_hosts_bind_to_one_address_and_keep_secrets_where_told(tmp_path, capsys):
+    argv, _ = files(tmp_path)
+    defaults = load_settings(argv, {})
+    assert (defaults.host_bind, defaults.host_secrets_dir) == ("127.0.0.1", "/var/lib/warmwhisk/host-secrets")
+    environ = {"WARMWHISK_HOST_BIND": "10.0.0.30", "WARMWHISK_HOST_SECRETS_DIR": "/srv/ww/host-secrets"}
+    settings = load_settings(argv, environ)
+    assert (settings.host_bind, settings.host_secrets_dir) == ("10.0.0.30", "/srv/ww/host-secrets")
+    assert load_settings([*argv, "--host-bind", "::1"], environ).host_bind == "::1"
+    for wildcard in ("0.0.0.0", "::"):
+        assert "listens on every interface" in refused([*argv, "--host-bind", wildcard], {}, capsys)
+    assert "is not an IP address" in refused([*argv, "--host-bind", "ml0.internal"], {}, capsys)

@@ -67,7 +67,10 @@ def make_backend(settings: ScalerSettings) -> HostBackend:
     if settings.backend == "docker":
         from .backends.docker_backend import DockerBackend  # the docker SDK only where it is used
 
-        return DockerBackend.from_env(settings.image, owner=backend_owner(settings))
+        return DockerBackend.from_env(
+            settings.image, owner=backend_owner(settings), secrets_dir=settings.host_secrets_dir,
+            bind_host=settings.host_bind,
+        )  # fmt: skip
     if settings.backend == "process":
         return ProcessBackend(state_dir=settings.state_dir, owner=backend_owner(settings))
     raise ValueError(f"unknown backend {settings.backend!r}; expected 'docker' or 'process'")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -61,6 +62,12 @@ class ScalerSettings:
     image: str = "warmwhisk/runtime:dev"
     # Host folder mounted read-only at /models in every host. `--model-dir`, `WARMWHISK_MODEL_DIR`.
     model_dir: str | None = None
+    # The address model hosts listen on and advertise to routed containers: 127.0.0.1 on one
+    # machine, the private address in a cluster (never 0.0.0.0). `--host-bind`, `WARMWHISK_HOST_BIND`.
+    host_bind: str = "127.0.0.1"
+    # Folder on the engine's machine for the hosts' secrets folders (docker backend; a scaler in a
+    # container mounts it at the same path). `--host-secrets-dir`, `WARMWHISK_HOST_SECRETS_DIR`.
+    host_secrets_dir: str = "/var/lib/warmwhisk/host-secrets"
     # Memory limit of each host container (bytes). `--host-memory`, `WARMWHISK_HOST_MEMORY_BYTES`.
     host_memory_bytes: int | None = None
     # Policy used for pools without their own ("hybrid", "openwhisk", "kpa", "rayserve").
@@ -226,6 +233,10 @@ def _parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     parser.add_argument("--image", default=env("WARMWHISK_IMAGE", "warmwhisk/runtime:dev"))
     parser.add_argument("--model-dir", default=env("WARMWHISK_MODEL_DIR"))
+    parser.add_argument("--host-bind", default=env("WARMWHISK_HOST_BIND", "127.0.0.1"))
+    parser.add_argument(
+        "--host-secrets-dir", default=env("WARMWHISK_HOST_SECRETS_DIR", "/var/lib/warmwhisk/host-secrets")
+    )
     parser.add_argument(
         "--policy", choices=sorted(POLICIES), default=env("WARMWHISK_SCALER_POLICY", "hybrid")
     )
@@ -251,6 +262,7 @@ def _settings(args: argparse.Namespace, environ: Mapping[str, str]) -> ScalerSet
     host_redis_url = _secret(_HOST_REDIS_URL, args, environ) or redis_url
     _check_redis_url(_REDIS_URL, redis_url)
     _check_redis_url(_HOST_REDIS_URL, host_redis_url)
+    _check_host_bind(args.host_bind)
     if not (token.isascii() and token.isprintable() and " " not in token):
         raise SettingsError(f"{_TOKEN.flag}: the token must be printable ASCII without spaces (not shown)")
     numbers = {}
@@ -273,6 +285,8 @@ def _settings(args: argparse.Namespace, environ: Mapping[str, str]) -> ScalerSet
         backend=args.backend,
         image=args.image,
         model_dir=args.model_dir,
+        host_bind=args.host_bind,
+        host_secrets_dir=args.host_secrets_dir,
         policy=args.policy,
         state_dir=args.state_dir,
         insecure_no_auth=args.insecure_no_auth,
@@ -329,6 +343,17 @@ def read_secret_file(path: str, source: str) -> str:
     if "\n" in text or "\r" in text:
         raise SettingsError(f"{source}: {path} holds more than one line; it must hold the value alone")
     return text
+
+
+def _check_host_bind(address: str) -> None:
+    """Hosts bind to one address routers can reach: an IP address, not a wildcard (0.0.0.0 would
+    expose every host's port on every interface of the machine)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        raise SettingsError(f"--host-bind: {address!r} is not an IP address") from None
+    if ip.is_unspecified:
+        raise SettingsError(f"--host-bind: {address} listens on every interface; give one address")
 
 
 def _check_redis_url(secret: _Secret, url: str) -> None:

@@ -123,14 +123,15 @@ def loopback(port: int) -> str:
 
 
 class PortAllocator:
-    """Free 127.0.0.1 ports, never handing out one of the last ``memory`` ports again.
+    """Free ports on ``bind_host`` (127.0.0.1), never handing out one of the last ``memory`` again.
 
     The kernel picks each port (bind to port 0); the sockets are closed before the host binds, so
     another process may take a port in between: the host then exits (gunicorn retries the bind for
     about 5 s first) and ``wait_ready`` says False; stop it and start another.
     """
 
-    def __init__(self, memory: int = 1024) -> None:
+    def __init__(self, memory: int = 1024, bind_host: str = "127.0.0.1") -> None:
+        self._bind_host = bind_host
         self._recent: deque[int] = deque(maxlen=memory)
         self._lock = threading.Lock()
 
@@ -147,7 +148,7 @@ class PortAllocator:
                     break
                 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 sockets.append(sock)  # held open so the next bind gets a different port
-                sock.bind(("127.0.0.1", 0))
+                sock.bind((self._bind_host, 0))
                 port = sock.getsockname()[1]
                 if port not in avoid:
                     ports.append(port)
@@ -156,7 +157,7 @@ class PortAllocator:
             for sock in sockets:
                 sock.close()
         if len(ports) < count:
-            raise BackendError(f"could not find {count} free 127.0.0.1 ports")
+            raise BackendError(f"could not find {count} free {self._bind_host} ports")
         self._recent.extend(ports)
         return ports
 

@@ -1,4 +1,7 @@
-"""Model hosts as Docker containers (docker SDK), in network mode "host", bound to 127.0.0.1.
+"""Model hosts as Docker containers (docker SDK), in network mode "host", bound to ``bind_host``.
+
+``bind_host`` is 127.0.0.1 on one machine; in a cluster it is the engine's machine's private
+address, which routed containers on the invokers connect to (hosts advertise it). Never 0.0.0.0.
 
 Each container is named after its host id and labelled (``LABEL_*`` below) with its owner, host
 id, pool, ports and start time; ``running`` reads those labels back from the engine, so a
@@ -103,6 +106,7 @@ class DockerBackend:
         stop_timeout_s: int = 5,
         create_options: Mapping[str, Any] | None = None,
         secrets_dir: str | os.PathLike[str] = "/var/lib/warmwhisk/host-secrets",
+        bind_host: str = "127.0.0.1",
     ) -> None:
         clash = RESERVED_LABELS & set(extra_labels or {})
         if clash:
@@ -115,7 +119,8 @@ class DockerBackend:
         self.stop_timeout_s = int(stop_timeout_s)
         self.create_options = dict(create_options or {})
         self.secrets_dir = Path(secrets_dir)
-        self._ports = base.PortAllocator()
+        self.bind_host = bind_host
+        self._ports = base.PortAllocator(bind_host=bind_host)
 
     @classmethod
     def from_env(cls, image: str, **kwargs: Any) -> DockerBackend:
@@ -139,10 +144,10 @@ class DockerBackend:
         }
         options: dict[str, Any] = {
             **HARDENING,
-            "command": [*self.command, *runtime_flags(port, metrics_port)],
+            "command": [*self.command, *runtime_flags(port, metrics_port, self.bind_host)],
             "name": spec.host_id,
             "labels": labels,
-            "environment": dict(spec.env),
+            "environment": {**spec.env, Env.ADVERTISE: f"{self.bind_host}:{port}"},
             "network_mode": "host",
             "mounts": [],
         }
@@ -172,8 +177,8 @@ class DockerBackend:
         return RunningHost(
             host_id=spec.host_id,
             pool=spec.pool,
-            address=base.loopback(port),
-            metrics_address=base.loopback(metrics_port),
+            address=f"{self.bind_host}:{port}",
+            metrics_address=f"{self.bind_host}:{metrics_port}",
             started_at=started_at,
             owner=self.owner,
         )
@@ -224,7 +229,7 @@ class DockerBackend:
             labels = summary.get("Labels") or {}
             names = summary.get("Names") or ["?"]
             host_id = labels.get(LABEL_HOST_ID) or names[0].lstrip("/")
-            host = _host_from_labels(labels)
+            host = _host_from_labels(labels, self.bind_host)
             if host is None or summary.get("State") != "running":
                 dead.append((host_id, summary["Id"]))
             else:
@@ -278,14 +283,14 @@ class DockerBackend:
         return bool(state.get("Running")) and not state.get("Restarting")
 
 
-def _host_from_labels(labels: Mapping[str, str]) -> RunningHost | None:
+def _host_from_labels(labels: Mapping[str, str], bind_host: str) -> RunningHost | None:
     """The host a container's labels describe; None if a label is missing or malformed."""
     try:
         return RunningHost(
             host_id=labels[LABEL_HOST_ID],
             pool=labels[LABEL_POOL],
-            address=base.loopback(int(labels[LABEL_PORT])),
-            metrics_address=base.loopback(int(labels[LABEL_METRICS_PORT])),
+            address=f"{bind_host}:{int(labels[LABEL_PORT])}",
+            metrics_address=f"{bind_host}:{int(labels[LABEL_METRICS_PORT])}",
             started_at=float(labels[LABEL_STARTED_AT]),
             owner=labels[LABEL_OWNER],
         )
