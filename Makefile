@@ -1,12 +1,13 @@
 # warmwhisk: build, test and demo targets. Run as root on Debian/Ubuntu;
 # `make setup` installs what is missing (see deploy/README.md).
 IMAGE ?= warmwhisk/runtime:dev
+SCALER_IMAGE ?= warmwhisk/scaler:dev
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 
-export IMAGE VENV
+export IMAGE SCALER_IMAGE VENV
 
-.PHONY: setup setup-no-docker image models test test-fast demo bench-runtime bench-models bench-scaler lint clean-docker
+.PHONY: setup setup-no-docker image scaler-image models test test-fast demo bench-runtime bench-models bench-scaler lint clean-docker
 
 setup:
 	@bash deploy/setup.sh
@@ -17,13 +18,17 @@ setup-no-docker:
 image: setup
 	@bash deploy/build-image.sh
 
+# The scaler's own image (for deployments that run it as a container: ansible/).
+scaler-image: setup
+	@COMPONENT=scaler bash deploy/build-image.sh
+
 # The example model folders (build/models/*): built from what the repository and PyPI packages ship.
 models: setup
 	$(PYTHON) examples/build_models.py --out build/models
 
 # (tests/runtime_harness.py reads the image name from WARMWHISK_IMAGE)
-test: image models
-	WARMWHISK_IMAGE=$(IMAGE) $(PYTHON) -m pytest tests
+test: image scaler-image models
+	WARMWHISK_IMAGE=$(IMAGE) WARMWHISK_SCALER_IMAGE=$(SCALER_IMAGE) $(PYTHON) -m pytest tests
 
 # The fast loop: unit tests only (no Docker, no image, no runtime processes), well under a minute.
 test-fast: setup-no-docker

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Build the warmwhisk action runtime image without any registry (`make image`).
+# Build a warmwhisk image without any registry: the action runtime (`make image`) or, with
+# COMPONENT=scaler, the scaler service (`make scaler-image`).
 #
 #   1. base image: $BASE_IMAGE if given, else a local Debian bookworm image
 #      (warmwhisk/base:bookworm) made with debootstrap + `docker import`, built once;
-#   2. wheelhouse: build/wheelhouse/, the image's Python packages downloaded on
-#      the host (containers cannot reach an index), redone only when the
+#   2. wheelhouse: build/wheelhouse/ (runtime) or build/wheelhouse-scaler/, the image's Python
+#      packages downloaded on the host (containers cannot reach an index), redone only when the
 #      requirements change;
-#   3. build/wheels/: wheels of host-protocol and action-runtime (never the scaler);
-#   4. `docker build --network host` of action-runtime/Dockerfile from the repo root.
+#   3. build/wheels/<component>/: wheels of host-protocol and the component (the runtime image
+#      never holds the scaler);
+#   4. `docker build --network host` of the component's Dockerfile from the repo root.
 #
 # Environment:
-#   IMAGE           tag to build            (default warmwhisk/runtime:dev)
+#   COMPONENT       runtime (default) or scaler
+#   IMAGE           tag of the runtime image (default warmwhisk/runtime:dev)
+#   SCALER_IMAGE    tag of the scaler image  (default warmwhisk/scaler:dev)
 #   BASE_IMAGE      base image to build on  (default: local warmwhisk/base:bookworm)
 #   LOCAL_BASE      tag of the local base   (default warmwhisk/base:bookworm)
 #   DEBIAN_SUITE    suite for the local base (default bookworm)
@@ -22,13 +26,30 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
-image=${IMAGE:-warmwhisk/runtime:dev}
+component=${COMPONENT:-runtime}
+case $component in
+    runtime)
+        image=${IMAGE:-warmwhisk/runtime:dev}
+        dockerfile=action-runtime/Dockerfile
+        reqs=(action-runtime/requirements.txt)
+        [ ! -f action-runtime/requirements-ml.txt ] || reqs+=(action-runtime/requirements-ml.txt)
+        wheelhouse_name=wheelhouse
+        ;;
+    scaler)
+        image=${SCALER_IMAGE:-warmwhisk/scaler:dev}
+        dockerfile=scaler-service/Dockerfile
+        reqs=(scaler-service/requirements.txt)
+        wheelhouse_name=wheelhouse-scaler
+        ;;
+    *) echo "build-image: COMPONENT must be runtime or scaler, got '$component'" >&2; exit 1 ;;
+esac
+component_dir=$(dirname "$dockerfile")
 local_base=${LOCAL_BASE:-warmwhisk/base:bookworm}
 suite=${DEBIAN_SUITE:-bookworm}
 py_version=${PYTHON_VERSION:-3.11}
 venv=${VENV:-.venv}
 build_dir=build
-wheelhouse=$build_dir/wheelhouse
+wheelhouse=$build_dir/$wheelhouse_name
 
 say() { echo "build-image: $*" >&2; }
 die() { say "$*"; exit 1; }
@@ -84,8 +105,6 @@ else
 fi
 
 # --- 2. wheelhouse ----------------------------------------------------------
-reqs=(action-runtime/requirements.txt)
-[ ! -f action-runtime/requirements-ml.txt ] || reqs+=(action-runtime/requirements-ml.txt)
 # Debian bookworm's Python is 3.11.2, but pip evaluates environment markers
 # against the host's Python, so packages needed only below 3.11.3 (redis ->
 # async-timeout) would be left out: add them by hand.
@@ -105,7 +124,7 @@ wh_hash=$({
     cat "${reqs[@]}"
     echo "${extra[*]} ${platforms[*]} $py_version"
 } | sha256sum | cut -d' ' -f1)
-wh_stamp=$build_dir/wheelhouse.sha256
+wh_stamp=$build_dir/$wheelhouse_name.sha256
 if [ -d "$wheelhouse" ] && [ "$(cat "$wh_stamp" 2>/dev/null || true)" = "$wh_hash" ]; then
     :
 else
@@ -125,19 +144,20 @@ else
 fi
 
 # --- 3. the components' wheels ---------------------------------------------
-# The host contract and the runtime (the image holds no scaler code).
-rm -rf "$build_dir/wheels"
-"$pip_py" -m pip wheel -q --no-deps --no-build-isolation -w "$build_dir/wheels" ./host-protocol ./action-runtime \
+# The host contract and the component (the runtime image holds no scaler code).
+wheels=$build_dir/wheels/$component
+rm -rf "$wheels"
+"$pip_py" -m pip wheel -q --no-deps --no-build-isolation -w "$wheels" ./host-protocol "./$component_dir" \
     >"$build_dir/wheels.log" 2>&1 || { cat "$build_dir/wheels.log" >&2; die "building the wheels failed"; }
 
 # --- 4. the image -----------------------------------------------------------
 t0=$SECONDS
 build_args=(build --network host --build-arg "BASE_IMAGE=$base"
-    -f action-runtime/Dockerfile -t "$image" .)
+    -f "$dockerfile" -t "$image" .)
 if [ "${VERBOSE:-0}" = 1 ]; then
     docker "${build_args[@]}"
 else
-    log=$build_dir/docker-build.log
+    log=$build_dir/docker-build-$component.log
     if ! docker "${build_args[@]}" >"$log" 2>&1; then
         tail -n 30 "$log" >&2
         die "docker build failed (full log: $log)"
