@@ -201,8 +201,13 @@ class ContainerRuntime(RuntimeHandle):
     kind = "container"
 
     def __init__(
-        self, docker_client: Any, env: dict[str, str] | None = None, volumes: dict | None = None
+        self,
+        docker_client: Any,
+        env: dict[str, str] | None = None,
+        volumes: dict | None = None,
+        **options: Any,
     ) -> None:
+        """``options``: more ``containers.run`` arguments (e.g. the invoker's ``cap_drop``)."""
         port, metrics_port = free_port(), free_port()
         super().__init__(port, metrics_port)
         self.container = docker_client.containers.run(
@@ -210,7 +215,7 @@ class ContainerRuntime(RuntimeHandle):
             command=["/opt/warmwhisk/bin/python", "-m", "warmwhisk_runtime", "--host", "127.0.0.1",
                      "--port", str(port), "--metrics-port", str(metrics_port)],
             environment=env or {}, network_mode="host", labels=TEST_LABELS,
-            volumes=volumes or {}, detach=True,
+            volumes=volumes or {}, detach=True, **options,
         )  # fmt: skip
 
     def alive(self) -> bool:

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import docker.types
 import pytest
 import redis
 import yaml
@@ -32,6 +33,14 @@ BIN = Path(sys.executable).parent
 SCALER_IMAGE = os.environ.get("WARMWHISK_SCALER_IMAGE", "warmwhisk/scaler:dev")
 RUNTIMES = REPO / "tests/fixtures/openwhisk/runtimes.master.json"
 EXTRA_ENV = re.compile(r"^CONFIG_whisk_containerFactory_containerArgs_extraEnvVars_\d+$")
+EXTRA_VOLUME = re.compile(r"^CONFIG_whisk_containerFactory_containerArgs_extraArgs_volume_\d+$")
+# What OpenWhisk's DockerContainerFactory adds to every action container (InvokerReactive.scala:
+# --cap-drop NET_RAW,NET_ADMIN, --ulimit nofile=1024:1024, --pids-limit 1024).
+INVOKER_DEFAULTS: dict[str, Any] = {
+    "cap_drop": ["NET_RAW", "NET_ADMIN"],
+    "ulimits": [docker.types.Ulimit(name="nofile", soft=1024, hard=1024)],
+    "pids_limit": 1024,
+}
 RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
@@ -152,13 +161,18 @@ def deployment(tmp_path: Path, docker_client: Any) -> Iterator[Deployment]:
         made.force_clean(docker_client)
 
 
-def invoker_environment(vars_file: Path) -> dict[str, str]:
-    """The environment a patched invoker gives every action container: OpenWhisk turns each
-    ``extraEnvVars_<i>: NAME=VALUE`` of ``invoker_extraEnv`` into ``-e NAME=VALUE``."""
-    variables = yaml.safe_load(vars_file.read_text())
-    return dict(
-        value.split("=", 1) for key, value in variables["invoker_extraEnv"].items() if EXTRA_ENV.match(key)
-    )
+def invoker_container(vars_file: Path) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """The environment and volumes a patched invoker gives every action container: OpenWhisk turns
+    each ``extraEnvVars_<i>: NAME=VALUE`` of ``invoker_extraEnv`` into ``-e NAME=VALUE`` and each
+    ``extraArgs_volume_<i>: SRC:DST:ro`` into ``--volume SRC:DST:ro``."""
+    extra = yaml.safe_load(vars_file.read_text())["invoker_extraEnv"]
+    env = dict(value.split("=", 1) for key, value in extra.items() if EXTRA_ENV.match(key))
+    volumes = {}
+    for key, value in extra.items():
+        if EXTRA_VOLUME.match(key):
+            source, target, mode = value.split(":")
+            volumes[source] = {"bind": target, "mode": mode}
+    return env, volumes
 
 
 def ml_kind(vars_file: Path) -> dict[str, Any]:
@@ -216,14 +230,15 @@ def test_site_converges_serves_routed_activations_and_clean_leaves_nothing(
     # container gets the registry's address and nothing to log in with.
     entry = ml_kind(deployment.openwhisk_vars)
     assert f"{entry['image']['prefix']}/{entry['image']['name']}:{entry['image']['tag']}" == IMAGE
-    env = invoker_environment(deployment.openwhisk_vars)
+    env, volumes = invoker_container(deployment.openwhisk_vars)
+    assert volumes == {str(deployment.models): {"bind": "/models", "mode": "ro"}}
     assert env["WARMWHISK_MODE"] == "routed" and env["__OW_ALLOW_CONCURRENT"] == "true"
     assert env["WARMWHISK_ROUTER_URL"] == f"redis://127.0.0.1:{deployment.redis_port}/0"
     assert env["WARMWHISK_REDIS_PREFIX"] == deployment.name
 
     # An ML action's container as the patched invoker starts it, its init carrying the
     # namespace's credential: the deployed scaler starts a model host and the host answers.
-    runtime = ContainerRuntime(docker_client, env)
+    runtime = ContainerRuntime(docker_client, env, volumes, **INVOKER_DEFAULTS)
     try:
         runtime.wait_ready(30)
         code = (REPO / "examples/digits/__main__.py").read_text()

@@ -107,4 +107,4 @@ def test_sentiment_batched_agrees_with_unbatched_and_fails_bad_items_alone(start
         assert answer["label"] == want["label"]
         for label, p in want["probabilities"].items():
             assert answer["probabilities"][label] == pytest.approx(p, abs=2e-4)
-    assert "one \"text\" per activation" in results[-1][1]["error"]
+    assert 'one "text" per activation' in results[-1][1]["error"]

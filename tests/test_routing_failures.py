@@ -64,9 +64,7 @@ def timed_run(router: RuntimeHandle, value: dict, deadline_s: float = 10.0) -> t
 
 
 # ------------------------------------------------------------------ stale keep-alive connections
-def test_a_run_after_an_idle_gap_longer_than_the_hosts_keepalive_is_served_at_once(
-    stack, registry
-):
+def test_a_run_after_an_idle_gap_longer_than_the_hosts_keepalive_is_served_at_once(stack, registry):
     """The bug this suite was written for: the host closed the router's idle connection."""
     router, key = start_router(stack)
     stack.host(key, "h1", WARMWHISK_KEEPALIVE_S="1")
@@ -157,16 +155,11 @@ def test_a_fresh_connection_that_is_refused_fails_the_host_at_once():
 
 
 # ---------------------------------------------------------------------------- failing hosts
-def test_when_both_hosts_fail_the_run_says_so_at_once_and_names_them(
-    stack
-):
+def test_when_both_hosts_fail_the_run_says_so_at_once_and_names_them(stack):
     router, key = start_router(stack)
     registry = stack.registry(heartbeat_ttl_s=30)
     # Slow heartbeats: the dead hosts' records outlive them, as right after a crash.
-    hosts = [
-        stack.host(key, name, heartbeat_s=10)
-        for name in ("h1", "h2")
-    ]
+    hosts = [stack.host(key, name, heartbeat_s=10) for name in ("h1", "h2")]
     wait_until(lambda: warm(registry) == ["h1", "h2"], timeout_s=15, what="two warm hosts")
     for host in hosts:
         host.kill()
@@ -192,9 +185,7 @@ def test_a_failed_host_is_reported_and_the_run_goes_to_a_live_one(stack, redis_s
     assert [h.host_id for h in registry.hosts() if h.unreachable] == ["h1"]
 
 
-def test_the_deadline_passing_during_a_forward_is_a_clear_error_and_frees_the_slot(
-    stack, registry
-):
+def test_the_deadline_passing_during_a_forward_is_a_clear_error_and_frees_the_slot(stack, registry):
     router, key = start_router(stack)
     stack.host(key, "h1")
     wait_until(lambda: warm(registry) == ["h1"], timeout_s=15, what="the host to turn warm")
@@ -291,9 +282,7 @@ def test_a_host_that_hangs_past_the_deadline_gives_a_deadline_error_at_the_deadl
     assert host.slots_in_use == 0 and not host.unreachable  # slow is not unreachable
 
 
-def test_a_host_answering_503_is_skipped_for_another(
-    stack, registry, fake_host
-):
+def test_a_host_answering_503_is_skipped_for_another(stack, registry, fake_host):
     router, key = start_router(stack)
     server = fake_host(key, "a-shutting-down", 503, b'{"error": "shutting down"}')  # sorts first
     stack.host(key, "h1")
@@ -344,12 +333,11 @@ def test_an_unregistered_action_is_registered_again_by_the_router(stack, registr
     assert registry.action_spec(key) is not None
 
 
-def test_a_host_asked_for_an_unregistered_action_answers_404_json(
-    stack, registry
-):
+def test_a_host_asked_for_an_unregistered_action_answers_404_json(stack, registry):
     _router, key = start_router(stack)
     host = stack.host(key, "h1")
     wait_until(lambda: warm(registry) == ["h1"], timeout_s=15, what="the host to turn warm")
+
     def forward(action: str) -> tuple[int, dict]:
         headers = {"X-Warmwhisk-Action": action, "X-Warmwhisk-Host-Token": stack.tokens["h1"]}
         response = host.session.post(host.url + "/run", data=json.dumps({"value": {"x": 1}}), headers=headers)

@@ -333,7 +333,6 @@ class Router:
         finally:
             self.registry.stop_waiting(key, wait_id)
 
-
     def _register_again(self, key: str) -> None:
         """Redis lost the action's registration (restarted empty): hosts started from now on
         load the action from it, so put it back."""

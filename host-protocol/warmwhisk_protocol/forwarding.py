@@ -46,6 +46,8 @@ class Forwarding:
         """From a request's WSGI environ; None when it carries neither header (not forwarded)."""
         key, token = environ.get(_wsgi(ACTION_HEADER)), environ.get(_wsgi(TOKEN_HEADER))
         return None if key is None and token is None else cls(key, token)
+
+
 # Hex digits of the spec digest in an action key (128 bits).
 DIGEST_CHARS = 32
 
