@@ -20,6 +20,7 @@ import pytest
 
 from routed_harness import ROUTED_ENV
 from runtime_harness import IMAGE, TEST_LABELS, wait_until
+from warmwhisk_invoker_patch import ContainerConfig
 from warmwhisk_protocol.credentials import CREDENTIAL_PARAMETER, with_credential, without_credential
 from warmwhisk_protocol.host import HostLaunch, HostSecrets
 from warmwhisk_protocol.keys import RedisKeys
@@ -273,8 +274,8 @@ print(json.dumps(found))
 
 def test_what_the_invoker_gives_every_container_opens_nothing(docker_client, redis_server) -> None:
     """A tenant's own image run by the patched invoker gets the registry's address, never a way in."""
-    env = {"__OW_ALLOW_CONCURRENT": "true", **ROUTED_ENV,
-           "WARMWHISK_ROUTER_URL": without_credential(redis_server.url)}  # fmt: skip
+    env = ContainerConfig(registry_address=without_credential(redis_server.url)).environment()
+    assert env["WARMWHISK_MODE"] == "routed"
     output = docker_client.containers.run(
         IMAGE, ["python", "-c", DUMP], environment=env, network_mode="host", labels=TEST_LABELS, remove=True
     ).decode()
