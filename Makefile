@@ -7,7 +7,7 @@ PYTHON := $(VENV)/bin/python
 
 export IMAGE SCALER_IMAGE VENV
 
-.PHONY: setup setup-no-docker image scaler-image models test test-fast demo bench-runtime bench-models bench-scaler lint clean-docker
+.PHONY: setup setup-no-docker image scaler-image models test test-fast demo up bench-runtime bench-models bench-scaler bench-stack lint clean-docker
 
 setup:
 	@bash deploy/setup.sh
@@ -36,6 +36,10 @@ test-fast: setup-no-docker
 
 demo: image models
 	$(PYTHON) deploy/demo.py
+
+# The local OpenWhisk-compatible stack in the foreground (deploy/devstack); STOCK=1: OpenWhisk's settings.
+up: image models
+	$(PYTHON) -m warmwhisk_devstack $(if $(STOCK),--stock)
 
 bench-runtime: setup
 	$(PYTHON) bench/bench_runtime.py

@@ -49,7 +49,7 @@ fi
 
 # The components, editable: `.venv/bin/python -m warmwhisk_runtime`, `.venv/bin/warmwhisk-scaler`
 # and the tests run the code in this checkout. Their dependencies are the pinned ones above.
-components=(host-protocol action-runtime scaler-service simulator invoker-patch)
+components=(host-protocol action-runtime scaler-service simulator invoker-patch deploy/devstack)
 
 # The stamp covers the requirements (and the files they pull in with -r) and the components'
 # pyproject.toml files.
