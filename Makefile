@@ -50,6 +50,9 @@ bench-models: image models
 bench-scaler: image models
 	$(PYTHON) bench/bench_scaler.py
 
+bench-stack: image models
+	$(PYTHON) bench/bench_stack.py
+
 lint:
 	$(VENV)/bin/ruff check .
 

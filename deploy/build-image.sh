@@ -53,6 +53,21 @@ wheelhouse=$build_dir/$wheelhouse_name
 
 say() { echo "build-image: $*" >&2; }
 die() { say "$*"; exit 1; }
+# Run "$@" with its output in LOG, saying every 15 s that WHAT still runs (a fresh machine spends
+# minutes in debootstrap and docker build with nothing else on the screen); its exit status.
+run_logged() {
+    local log=$1 what=$2 pid t0=$SECONDS
+    shift 2
+    "$@" >"$log" 2>&1 &
+    pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+        sleep 1
+        if kill -0 "$pid" 2>/dev/null && [ $(((SECONDS - t0) % 15)) -eq 0 ]; then
+            say "$what... $((SECONDS - t0)) s"
+        fi
+    done
+    wait "$pid"
+}
 
 docker info >/dev/null 2>&1 || die "no Docker engine answers (run deploy/start-dockerd.sh or make setup)"
 mkdir -p "$build_dir"
@@ -83,8 +98,8 @@ else
     say "building $local_base: debootstrap $suite (log $build_dir/debootstrap.log)"
     t0=$SECONDS
     # shellcheck disable=SC2086  # DEBIAN_MIRROR is empty or one word
-    if ! debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
-            "$suite" "$rootfs" ${DEBIAN_MIRROR:-} >"$build_dir/debootstrap.log" 2>&1; then
+    if ! run_logged "$build_dir/debootstrap.log" debootstrap debootstrap --variant=minbase \
+            --include=python3,python3-venv,ca-certificates "$suite" "$rootfs" ${DEBIAN_MIRROR:-}; then
         tail -n 20 "$build_dir/debootstrap.log" >&2
         die "debootstrap failed (full log: $build_dir/debootstrap.log)"
     fi
@@ -158,7 +173,7 @@ if [ "${VERBOSE:-0}" = 1 ]; then
     docker "${build_args[@]}"
 else
     log=$build_dir/docker-build-$component.log
-    if ! docker "${build_args[@]}" >"$log" 2>&1; then
+    if ! run_logged "$log" "docker build of $image" docker "${build_args[@]}"; then
         tail -n 30 "$log" >&2
         die "docker build failed (full log: $log)"
     fi

@@ -1,56 +1,45 @@
-"""`make demo`: warmwhisk on one machine, driven the way OpenWhisk's invoker drives it.
+"""`make demo`: warmwhisk the way a user reaches it, through OpenWhisk's REST API.
 
-Part 1, direct mode: one runtime container serves concurrent activations of an ordinary action.
-Part 2, hybrid scaling: Redis and the scaler start; a routed container (what the invoker creates)
-fronts warm model hosts the scaler starts on demand; a burst of sentiment-analysis activations on
-the real all-MiniLM-L6-v2 model is answered, and the summary shows hosts, cold starts, latencies.
-Every container and process it starts is removed at the end.
+1. The dev stack starts (deploy/devstack: OpenWhisk's API on 127.0.0.1, a private Redis, the
+   scaler), with the invoker patch's settings.
+2. The example actions are created through the REST API (`PUT /api/v1/namespaces/_/actions/...`,
+   kind `python:3-ml`), as `wsk action create` or the `openwhisk` npm client would.
+3. sentiment and digits are invoked once each (blocking); then a burst of concurrent invocations
+   arrives from zero containers at `reviews`, the same sentiment code (all-MiniLM-L6-v2) deployed
+   with its micro-batched entry point.
+4. What happened is printed (containers and model hosts created, cold starts, latencies, memory)
+   and plotted to build/demo/demo.png.
+
+Everything the stack started is removed at the end (it stops like `make up` on Ctrl-C).
 """
 
 from __future__ import annotations
 
 import base64
-import http.client
 import io
-import json
+import itertools
 import os
-import secrets
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
+import threading
 import time
 import zipfile
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import docker
 
+from warmwhisk_devstack.client import Invocation, StackProcess, WhiskClient
+from warmwhisk_devstack.services import free_loopback_port
+from warmwhisk_devstack.stack import stack_id
+from warmwhisk_runtime.procmem import total_pss_bytes
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / "tests")]  # the password-protected Redis launcher the tests use
-from redis_harness import RedisProcess  # noqa: E402
-from warmwhisk_protocol.credentials import without_credential  # noqa: E402
-
 IMAGE = os.environ.get("IMAGE", "warmwhisk/runtime:dev")
-MODELS = REPO / "build" / "models"
-LABEL = "warmwhisk.demo"
-SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
-
-# An ordinary OpenWhisk Python action: nothing warmwhisk-specific in it.
-PLAIN_ACTION = """
-import os, time
-
-def main(args):
-    text = args.get("text", "")
-    time.sleep(0.05)  # stands in for I/O or a model call that releases the GIL
-    print(f"classified {len(text)} characters")
-    return {"activation": os.environ["__OW_ACTIVATION_ID"], "words": len(text.split())}
-"""
+OUT = REPO / "build" / "demo"
+BURST = 48
+IN_FLIGHT = 24
 REVIEWS = [
     "An absolute delight, the staff were warm and the food was superb.",
     "Cold soup, rude waiter, and we waited an hour. Never again.",
@@ -59,195 +48,211 @@ REVIEWS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+class Progress:
+    """`with Progress("starting"):` prints the elapsed seconds while a step runs (a spinner on a
+    terminal, a line every 10 s otherwise), then how long it took."""
 
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._done = threading.Event()
+        self._tty = sys.stdout.isatty()
 
-def post(
-    port: int, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
-) -> tuple[int, Any, float]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    started = time.perf_counter()
-    conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json", **(headers or {})})
-    response = conn.getresponse()
-    payload = json.loads(response.read())
-    conn.close()
-    return response.status, payload, (time.perf_counter() - started) * 1000
+    def _tick(self) -> None:
+        started = time.monotonic()
+        for frame in itertools.cycle("|/-\\"):
+            if self._done.wait(0.2 if self._tty else 10):
+                return
+            elapsed = time.monotonic() - started
+            if self._tty:
+                print(f"\r  {frame} {self.what}... {elapsed:4.0f} s", end="", flush=True)
+            else:
+                print(f"  {self.what}... {elapsed:.0f} s", flush=True)
 
+    def __enter__(self) -> Progress:
+        self._started = time.monotonic()
+        self._thread = threading.Thread(target=self._tick, daemon=True)
+        self._thread.start()
+        return self
 
-def get(port: int, path: str, token: str) -> Any:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
-    return json.loads(conn.getresponse().read())
-
-
-def wait_port(port: int, timeout_s: float = 60) -> float:
-    started = time.perf_counter()
-    while time.perf_counter() - started < timeout_s:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return time.perf_counter() - started
-        except OSError:
-            time.sleep(0.02)
-    raise SystemExit(f"nothing listened on :{port} within {timeout_s}s")
-
-
-def runtime_container(client: Any, env: dict[str, str]) -> tuple[Any, int]:
-    port = free_port()
-    container = client.containers.run(
-        IMAGE,
-        command=["/opt/warmwhisk/bin/python", "-m", "warmwhisk_runtime", "--host", "127.0.0.1",
-                 "--port", str(port), "--metrics-port", str(free_port())],
-        environment=env, network_mode="host", labels={LABEL: "1"}, detach=True,
-    )  # fmt: skip
-    return container, port
-
-
-def run_burst(port: int, bodies: list[dict[str, Any]], concurrency: int) -> tuple[list, float, float]:
-    """Send the bodies, `concurrency` at a time; (results, wall time, time to the first answer)."""
-    deadline = str(int(time.time() * 1000) + 120_000)
-    started = time.perf_counter()
-    answered: list[float] = []
-
-    def one(body: dict[str, Any]) -> tuple[int, Any, float]:
-        result = post(port, "/run", {**body, "deadline": deadline})
-        answered.append(time.perf_counter() - started)
-        return result
-
-    with ThreadPoolExecutor(concurrency) as pool:
-        results = list(pool.map(one, bodies))
-    return results, time.perf_counter() - started, min(answered)
-
-
-def latency_line(results: list) -> str:
-    ms = sorted(r[2] for r in results)
-    return f"{statistics.median(ms):.0f} / {ms[int(0.99 * (len(ms) - 1))]:.0f} ms"
-
-
-# --------------------------------------------------------------------------------------- part 1
-def direct_mode(client: Any) -> bool:
-    print("== Part 1: direct mode: one container, concurrent activations of a plain action")
-    started = time.perf_counter()
-    container, port = runtime_container(client, {"__OW_ALLOW_CONCURRENT": "true"})
-    wait_port(port)
-    status, _, init_ms = post(
-        port, "/init", {"value": {"name": "classify", "main": "main", "code": PLAIN_ACTION}}
-    )
-    print(f"/init -> {status} in {init_ms:.1f} ms ({time.perf_counter() - started:.2f} s after docker run)")
-    bodies = [{"value": {"text": f"request number {i} says hello"}, "activation_id": f"demo-{i:03d}"}
-              for i in range(64)]  # fmt: skip
-    results, wall, _ = run_burst(port, bodies, 16)
-    ok = sum(1 for status, body, _ in results if status == 200 and "error" not in body)
-    isolated = all(body.get("activation") == f"demo-{i:03d}" for i, (_, body, _) in enumerate(results))
-    sentinels = container.logs(stdout=True, stderr=False).decode().count(SENTINEL)
-    print(f"{'activations':<30}{len(results)} ({ok} ok), 16 in flight, one container")
-    print(f"{'wall time':<30}{wall * 1000:.0f} ms (serially: {len(results) * 50} ms of action time)")
-    print(f"{'latency p50 / p99':<30}{latency_line(results)}")
-    print(f"{'per-activation __OW_* env':<30}{'isolated' if isolated else 'MIXED UP'}")
-    print(f"{'log sentinels on stdout':<30}{sentinels} (one per activation)")
-    return ok == len(results) and isolated
-
-
-# --------------------------------------------------------------------------------------- part 2
-@contextmanager
-def scaler_service(redis: RedisProcess, prefix: str, token: str) -> Iterator[int]:
-    """The scaler, its secrets in files (0600, in a 0700 folder): nothing shows in `ps`."""
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="warmwhisk-demo-") as folder:
-        url_file, token_file = Path(folder) / "redis-url", Path(folder) / "token"
-        for path, value in ((url_file, redis.url), (token_file, token)):
-            path.write_text(value + "\n")
-            path.chmod(0o600)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "warmwhisk_scaler", "--redis-url-file", str(url_file),
-             "--token-file", str(token_file), "--port", str(port), "--backend", "docker", "--image", IMAGE,
-             "--model-dir", str(MODELS), "--prefix", prefix, "--tick", "0.5", "--heartbeat", "0.5"],
-            env=dict(os.environ), stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            wait_port(port)
-            yield port
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=30)
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+        clear = "\r" + " " * 60 + "\r" if self._tty else ""
+        print(f"{clear}  {self.what}: {time.monotonic() - self._started:.1f} s", flush=True)
 
 
 def sentiment_zip() -> str:
+    """The sentiment action as OpenWhisk takes a multi-file Python action: a zip, base64."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.write(REPO / "examples" / "sentiment" / "__main__.py", "__main__.py")
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def hybrid_scaling(client: Any) -> bool:
-    print("\n== Part 2: hybrid scaling: Redis + scaler; a routed container fronts warm model hosts")
-    prefix, token = f"demo-{secrets.token_hex(3)}", secrets.token_hex(16)
-    with RedisProcess() as redis, scaler_service(redis, prefix, token) as scaler_port:
-        # What the patched invoker gives every action container: the registry's address, no password.
-        env = {
-            "WARMWHISK_MODE": "routed",
-            "WARMWHISK_ROUTER_URL": without_credential(redis.url),
-            "WARMWHISK_REDIS_PREFIX": prefix,
-        }
-        # The namespace's credential, carried by its ML action as an init parameter.
-        auth = {"Authorization": f"Bearer {token}"}
-        credential = post(scaler_port, "/namespaces/guest/credential", {}, auth)
-        assert credential[0] == 200, credential
-        started = time.perf_counter()
-        router, port = runtime_container(client, env)
-        try:
-            ready_s = wait_port(port)
-            init_env = {"WARMWHISK_MODELS_DIR": "/models", "__OW_NAMESPACE": "guest",
-                        "__OW_ACTION_NAME": "/guest/sentiment",
-                        credential[1]["parameter"]: credential[1]["credential"]}  # fmt: skip
-            status, body, init_ms = post(port, "/init", {"value": {"name": "sentiment", "main": "main",
-                                                                    "binary": True, "code": sentiment_zip(),
-                                                                    "env": init_env}})  # fmt: skip
-            print(f"routed container: listening {ready_s:.2f} s after docker run, /init -> {status} "
-                  f"in {init_ms:.0f} ms (no torch, no model: it only registers the action)")  # fmt: skip
-            bodies = [
-                {"value": {"text": REVIEWS[i % len(REVIEWS)]}, "activation_id": f"s-{i:03d}"}
-                for i in range(48)
-            ]
-            results, wall, first_answer = run_burst(port, bodies, 24)
-            ok = [body for status, body, _ in results if status == 200 and "label" in body]
-            for text, (_, body, _) in zip(REVIEWS, results, strict=False):
-                print(f"  {body.get('label', body)!s:<9} {text}")
-            hosts = get(scaler_port, "/hosts", token)["hosts"]
-            status_doc = get(scaler_port, "/status", token)
-            decisions = get(scaler_port, "/decisions?limit=20", token)["decisions"]
-            cold = [v for v in status_doc["controller"]["cold_start_s"].values() if v]
-            print(f"{'activations':<30}{len(results)} ({len(ok)} answered), 24 in flight, from zero hosts")
-            print(
-                f"{'wall time':<30}{wall:.1f} s (first answer after {first_answer:.1f} s, incl. a cold start)"
-            )
-            print(f"{'latency p50 / p99':<30}{latency_line(results)}")
-            print(f"{'model hosts created':<30}{len(hosts)} (limits {[h['routing_limit'] for h in hosts]})")
-            print(f"{'measured host cold start':<30}{cold[0]:.1f} s" if cold else "")
-            for entry in reversed(decisions[-5:]):
-                print(f"  decision: {entry['kind']} x{entry['count']}: {entry['reason']}")
-            print(f"{'time since docker run':<30}{time.perf_counter() - started:.1f} s")
-            return len(ok) == len(results)
-        finally:
-            router.remove(force=True)
-            for container in client.containers.list(
-                all=True, filters={"label": f"warmwhisk.owner=warmwhisk-scaler.{prefix}"}
-            ):
-                container.remove(force=True)
+def create_actions(client: WhiskClient) -> None:
+    print("\n== 2. Create the example actions through the REST API (kind python:3-ml)")
+    actions = {
+        "sentiment": ({"kind": "python:3-ml", "code": sentiment_zip()}, {"concurrency": 32}),
+        "digits": ({"kind": "python:3-ml", "code": (REPO / "examples/digits/__main__.py").read_text()},
+                   {"concurrency": 32}),
+        # The same code, micro-batched: concurrent activations share one forward pass.
+        "reviews": ({"kind": "python:3-ml", "code": sentiment_zip(), "main": "main_batched"},
+                    {"concurrency": 32}),
+    }  # fmt: skip
+    for name, (exec_, limits) in actions.items():
+        doc = client.put_action(name, exec_, limits)
+        exec_doc = doc["exec"]
+        print(f"  PUT .../actions/{name} -> version {doc['version']}, kind {exec_doc['kind']}, "
+              f"binary {exec_doc['binary']}, concurrency {doc['limits']['concurrency']}")  # fmt: skip
+
+
+def invoke_once(client: WhiskClient) -> None:
+    print("\n== 3. Invoke each once (POST ...?blocking=true): the first run starts a model host")
+    calls = {"sentiment": {"text": REVIEWS[0]}, "digits": {"pixels": [0, 0, 5, 13, 9, 1, 0, 0] * 8}}
+    for name, params in calls.items():
+        with Progress(f"{name}, cold"):
+            cold = client.invoke(name, params)
+        warm = client.invoke(name, params)
+        result = cold.record["response"]["result"] if cold.record else cold.status
+        print(f"  {name}: {result}")
+        cold_ms, warm_ms = 1000 * (cold.seconds or 0), 1000 * (warm.seconds or 0)
+        print(f"    cold {cold_ms:.0f} ms (initTime {init_ms(cold)} ms), warm {warm_ms:.0f} ms")
+
+
+def init_ms(invocation: Invocation) -> int | None:
+    record = invocation.record or {}
+    return next((a["value"] for a in record.get("annotations", []) if a["key"] == "initTime"), None)
+
+
+class MemorySampler:
+    """PSS of every container of the stack and of its model hosts, each second."""
+
+    def __init__(self, client: Any, labels: list[str]) -> None:
+        self.client, self.labels = client, labels
+        self.samples: list[tuple[float, float, int]] = []  # t, MB, containers
+        self._stop = threading.Event()
+        self._t0 = time.perf_counter()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            total, count = 0, 0
+            for label in self.labels:
+                for summary in self.client.api.containers(filters={"label": [label], "status": "running"}):
+                    try:
+                        rows = self.client.api.top(summary["Id"], ps_args="-o pid")["Processes"] or []
+                    except docker.errors.DockerException:
+                        continue
+                    total += total_pss_bytes([int(row[0]) for row in rows])
+                    count += 1
+            self.samples.append((time.perf_counter() - self._t0, total / 1e6, count))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def burst(client: WhiskClient, sampler: MemorySampler) -> list[tuple[float, float, Invocation]]:
+    print(f"\n== 4. A burst from zero containers: {BURST} REST invocations of reviews, {IN_FLIGHT} in flight")
+    started = time.perf_counter()
+
+    def one(i: int) -> tuple[float, float, Invocation]:
+        sent = time.perf_counter() - started
+        return (
+            sent,
+            time.perf_counter() - started,
+            client.invoke("reviews", {"text": REVIEWS[i % len(REVIEWS)]}),
+        )
+
+    with Progress("burst"), ThreadPoolExecutor(IN_FLIGHT) as pool:
+        return list(pool.map(one, range(BURST)))
+
+
+def report(
+    results: list[tuple[float, float, Invocation]],
+    stack: StackProcess,
+    docker_client: Any,
+    sampler: MemorySampler,
+) -> bool:
+    ok = [inv for _, _, inv in results if inv.ok]
+    latencies = sorted(1000 * inv.seconds for _, _, inv in results if inv.seconds is not None)
+    ident = stack_id(stack.state_dir)
+    events = docker_client.events(since=int(time.time() - 3600), until=int(time.time()) + 1,
+                                  filters={"event": "create"}, decode=True)  # fmt: skip
+    containers = hosts = 0
+    for event in events:
+        labels = event.get("Actor", {}).get("Attributes", {})
+        containers += labels.get("warmwhisk.devstack") == ident
+        hosts += labels.get("warmwhisk.owner") == f"warmwhisk-scaler.devstack-{ident}"
+    peak = max((s[1] for s in sampler.samples), default=0.0)
+    print(f"  {'activations':<34}{len(results)} ({len(ok)} succeeded)")
+    p50, p99 = statistics.median(latencies), latencies[int(0.99 * (len(latencies) - 1))]
+    print(f"  {'latency p50 / p99':<34}{p50:.0f} / {p99:.0f} ms")
+    print(
+        f"  {'runs that started a container':<34}{sum(inv.cold for _, _, inv in results)} of {len(results)}"
+    )
+    print(f"  {'action containers created':<34}{containers} (2 prewarmed stem cells included)")
+    print(f"  {'model hosts created':<34}{hosts} (each holds one copy of the model, shared)")
+    print(f"  {'peak memory (PSS, all containers)':<34}{peak:.0f} MB")
+    labels = sorted({inv.record["response"]["result"].get("label") for inv in ok if inv.record})
+    print(f"  {'labels in the answers':<34}{labels}")
+    plot(results, sampler)
+    print(f"\n  plot: {OUT / 'demo.png'}   (`make bench-stack` compares this with OpenWhisk's own settings)")
+    return len(ok) == len(results)
+
+
+def plot(results: list[tuple[float, float, Invocation]], sampler: MemorySampler) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    done = sorted((sent + (inv.seconds or 0), 1000 * (inv.seconds or 0)) for sent, _, inv in results)
+    top.scatter([d[0] for d in done], [d[1] for d in done], s=12)
+    top.set_ylabel("latency (ms)")
+    top.set_title("a burst of `reviews` through OpenWhisk's REST API (warmwhisk devstack)")
+    bottom.plot(
+        [s[0] for s in sampler.samples], [s[1] for s in sampler.samples], label="PSS of all containers (MB)"
+    )
+    bottom.set_ylabel("memory (MB)")
+    bottom.set_xlabel("seconds since the burst began")
+    bottom.legend(loc="upper left")
+    fig.tight_layout()
+    OUT.mkdir(parents=True, exist_ok=True)
+    fig.savefig(OUT / "demo.png", dpi=100)
 
 
 def main() -> None:
-    client = docker.from_env()
+    print("== 1. Start the dev stack: OpenWhisk's REST API, a private Redis, the scaler")
+    stack = StackProcess(
+        free_loopback_port(),
+        OUT / "state",
+        ["--image", IMAGE, "--models-dir", str(REPO / "build/models")],
+        cwd=REPO,
+    )
+    with Progress("starting"):
+        stack.start(ready_timeout_s=180)
+    ok = False
     try:
-        ok = direct_mode(client)
-        ok = hybrid_scaling(client) and ok
+        print(f"  API {stack.api_host}/api/v1, guest key in {stack.state_dir / 'auth' / 'guest'}")
+        client = stack.client()
+        create_actions(client)
+        invoke_once(client)
+        docker_client = docker.from_env()
+        ident = stack_id(stack.state_dir)
+        sampler = MemorySampler(
+            docker_client,
+            [f"warmwhisk.devstack={ident}", f"warmwhisk.owner=warmwhisk-scaler.devstack-{ident}"],
+        )
+        results = burst(client, sampler)
+        sampler.stop()
+        ok = report(results, stack, docker_client, sampler)
     finally:
-        for container in client.containers.list(all=True, filters={"label": f"{LABEL}=1"}):
-            container.remove(force=True)
-    if not ok:
-        sys.exit(1)
+        with Progress("stopping (removing every container)"):
+            stack.stop()
+    sys.exit(0 if ok else 1)
 
 
 if __name__ == "__main__":

@@ -282,6 +282,7 @@ def build(spec: Spec, out: Path, force: bool) -> str:
             held_out = json.loads((target / "metrics.json").read_text())["held_out_accuracy"]
             note = f"held-out accuracy {held_out:.3f}"
         return f"{spec.name:<15} skipped {human(folder_size(target)):>10}  {note}".rstrip()
+    print(f"{spec.name:<15} building...", flush=True)  # the first build takes minutes
     started = time.perf_counter()
     for leftover in out.glob(f".{spec.name}.*"):  # from a build that was interrupted
         shutil.rmtree(leftover, ignore_errors=True)

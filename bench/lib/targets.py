@@ -315,9 +315,12 @@ class DockerEngine:
 
     def owner_pss(self, owner: str, pool: ThreadPoolExecutor) -> tuple[int, int]:
         """(total PSS of every process of this scaler owner's running containers, container count)."""
-        summaries = self.client.api.containers(
-            filters={"label": [f"warmwhisk.owner={owner}"], "status": "running"}
-        )
+        return self.labelled_pss(f"warmwhisk.owner={owner}", pool)
+
+    def labelled_pss(self, label: str, pool: ThreadPoolExecutor) -> tuple[int, int]:
+        """(total PSS of every process of the running containers with `label`, container count);
+        processes are found with `docker top`, their PSS read from /proc (shared pages split)."""
+        summaries = self.client.api.containers(filters={"label": [label], "status": "running"})
 
         def one(summary: dict[str, Any]) -> int:
             try:
@@ -331,10 +334,8 @@ class DockerEngine:
 
 # ----------------------------------------------------------------------------------------- Redis
 def redis_server() -> Any:
-    """A started, password-protected redis-server on a free loopback port (the tests' launcher,
-    tests/redis_harness.py); `close()` stops it."""
-    if str(REPO / "tests") not in sys.path:
-        sys.path.append(str(REPO / "tests"))
-    from redis_harness import RedisProcess
+    """A started, password-protected redis-server on a free loopback port (the dev stack's
+    launcher, also the tests'); `close()` stops it."""
+    from warmwhisk_devstack.services import RedisProcess
 
     return RedisProcess().start()

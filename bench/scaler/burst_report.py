@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -43,8 +44,14 @@ def cold_starts(run: Run) -> tuple[list[float], int]:
     starts = {h: t - seen.wall0 for h, t in run.backend.started.items()}
     warmups = [seen.warm_at[h] - starts[h] for h in starts if h in seen.warm_at]
     starting = [(starts[h], seen.warm_at.get(h, math.inf)) for h in starts]
-    cold = [w for w in seen.waits.values() if any(s < w[1] + WAIT_POLL_S and up > w[0] for s, up in starting)]
-    return warmups, len(cold)
+    return warmups, waits_on_starting_hosts(seen.waits.values(), starting)
+
+
+def waits_on_starting_hosts(waits: Iterable[list[float]], starting: Iterable[tuple[float, float]]) -> int:
+    """How many waits (first and last seen, s) overlapped a host's start (started, turned warm):
+    the host started before the wait ended (within a poll) and was not warm before it began."""
+    windows = list(starting)
+    return sum(1 for w in waits if any(s < w[1] + WAIT_POLL_S and up > w[0] for s, up in windows))
 
 
 def latencies(run: Run) -> dict[str, Any]:

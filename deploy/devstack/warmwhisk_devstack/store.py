@@ -2,8 +2,10 @@
 
 One connection, used from the event loop's thread only (each call is a few tens of
 microseconds; WAL with synchronous=NORMAL keeps a commit off the disk's critical path). A
-read-modify-write (PUT of an action) runs without an await in between, so it is atomic. The
-number of activations kept per namespace is bounded: beyond it, the oldest go.
+read-modify-write (PUT of an action) runs without an await in between, so it is atomic. Keys and
+actions are read on every invocation, so they are also kept in memory (written through; an
+action's code can be megabytes of JSON to parse). The number of activations kept per namespace is
+bounded: beyond it, the oldest go (checked every `PRUNE_EVERY` records).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import secrets
 import sqlite3
 import string
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,7 @@ CREATE INDEX IF NOT EXISTS activations_by_name ON activations (namespace, name, 
 # An OpenWhisk key's secret is exactly 64 characters (Secret.scala).
 _SECRET_CHARS = string.ascii_letters + string.digits
 SECRET_LENGTH = 64
+PRUNE_EVERY = 256
 
 
 def new_key() -> tuple[str, str]:
@@ -50,6 +54,9 @@ class Store:
         self._db.executescript(_SCHEMA)
         path.chmod(0o600)  # it holds the namespaces' keys
         self._max_activations = max_activations_per_namespace
+        self._keys: dict[str, tuple[str, str]] = {}  # uuid -> (secret, namespace)
+        self._actions: dict[tuple[str, str], dict[str, Any]] = {}
+        self._added: Counter[str] = Counter()  # records per namespace since the start
 
     def close(self) -> None:
         self._db.close()
@@ -66,26 +73,42 @@ class Store:
 
     def namespace_of(self, key_uuid: str, secret: str) -> str | None:
         """The namespace a `uuid:secret` pair owns, None when unknown or wrong."""
-        row = self._db.execute("SELECT secret, namespace FROM keys WHERE uuid = ?", (key_uuid,)).fetchone()
-        if row is None or not hmac.compare_digest(row[0].encode(), secret.encode()):
+        known = self._keys.get(key_uuid)
+        if known is None:
+            row = self._db.execute(
+                "SELECT secret, namespace FROM keys WHERE uuid = ?", (key_uuid,)
+            ).fetchone()
+            if row is None:
+                return None
+            known = self._keys[key_uuid] = (row[0], row[1])
+        if not hmac.compare_digest(known[0].encode(), secret.encode()):
             return None
-        return row[1]
+        return known[1]
 
     # -- actions -----------------------------------------------------------------------------------
     def action(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The stored action (shared: callers build new documents, never change this one)."""
+        cached = self._actions.get((namespace, name))
+        if cached is not None:
+            return cached
         row = self._db.execute(
             "SELECT doc FROM actions WHERE namespace = ? AND name = ?", (namespace, name)
         ).fetchone()
-        return json.loads(row[0]) if row else None
+        if row is None:
+            return None
+        doc = self._actions[(namespace, name)] = json.loads(row[0])
+        return doc
 
     def put_action(self, doc: dict[str, Any]) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO actions VALUES (?, ?, ?, ?)",
             (doc["namespace"], doc["name"], doc["updated"], json.dumps(doc)),
         )
+        self._actions[(doc["namespace"], doc["name"])] = doc
 
     def delete_action(self, namespace: str, name: str) -> None:
         self._db.execute("DELETE FROM actions WHERE namespace = ? AND name = ?", (namespace, name))
+        self._actions.pop((namespace, name), None)
 
     def actions(self, namespace: str, skip: int, limit: int) -> list[dict[str, Any]]:
         rows = self._db.execute(
@@ -106,11 +129,13 @@ class Store:
             "INSERT OR REPLACE INTO activations VALUES (?, ?, ?, ?, ?)",
             (doc["activationId"], namespace, doc["name"], doc["start"], json.dumps(doc)),
         )
-        self._db.execute(
-            "DELETE FROM activations WHERE namespace = ? AND id IN (SELECT id FROM activations "
-            "WHERE namespace = ? ORDER BY start DESC LIMIT -1 OFFSET ?)",
-            (namespace, namespace, self._max_activations),
-        )
+        self._added[namespace] += 1
+        if self._added[namespace] % PRUNE_EVERY == 0:  # so the table holds at most the bound + PRUNE_EVERY
+            self._db.execute(
+                "DELETE FROM activations WHERE namespace = ? AND id IN (SELECT id FROM activations "
+                "WHERE namespace = ? ORDER BY start DESC LIMIT -1 OFFSET ?)",
+                (namespace, namespace, self._max_activations),
+            )
 
     def activation(self, namespace: str, activation_id: str) -> dict[str, Any] | None:
         row = self._db.execute(
