@@ -141,10 +141,18 @@ def test_stock_settings_give_one_activation_per_container(stock_stack, docker_cl
     )
 
 
-def test_stopping_removes_every_container(tmp_path: Path, docker_client) -> None:
+def test_stopping_removes_every_container_and_a_restart_loses_nothing(tmp_path: Path, docker_client) -> None:
     with running_stack(tmp_path / "stack", "--stock") as stack:
-        create(stack, "gone")
-        invoke(stack, "gone")
+        create(stack, "kept")
+        activation = invoke(stack, "kept", tag="before")
+        key = stack.key()
         assert containers(stack, docker_client) >= 1
     assert containers(stack, docker_client) == 0
     assert stack.process.returncode == 0, stack.log()
+    with running_stack(tmp_path / "stack", "--stock") as again:
+        assert again.key() == key, "the same key after a restart"
+        session = again.session()
+        stored = session.get(f"{again.base}/namespaces/_/activations/{activation['activationId']}").json()
+        assert stored["response"]["result"] == {"version": "1", "tag": "before"}
+        assert session.get(f"{again.base}/namespaces/_/actions/kept").json()["version"] == "0.0.1"
+        assert invoke(again, "kept", tag="after")["response"]["result"]["tag"] == "after"

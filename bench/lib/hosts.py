@@ -4,8 +4,9 @@ ticking in its own thread, with a Redis lease and store) that starts hosts throu
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from lib.targets import IMAGE, DockerEngine, redis_server
@@ -124,3 +125,29 @@ class ScalerRig:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def watch_waits(
+    registry: Any,
+    actions: Callable[[], Iterable[str]],
+    waits: dict[bytes, list[float]],
+    warm_at: dict[str, float],
+    stop: threading.Event,
+    clock: Callable[[], float],
+    poll_s: float,
+) -> None:
+    """Until `stop`: every `poll_s`, the routers' waiting activations of `actions()` (each wait id's
+    first and last time seen, by `clock`) and, every fourth poll, when each host turned warm."""
+    polls = 0
+    while not stop.is_set():
+        now = clock()
+        with contextlib.suppress(Exception):  # Redis going away ends nothing: the run reports it
+            for action in actions():
+                for member in registry.redis.zrange(registry.keys.waiting(action), 0, -1):
+                    waits.setdefault(member, [now, now])[1] = now
+            if polls % 4 == 0:
+                for record in registry.hosts():
+                    if record.state == "warm":
+                        warm_at.setdefault(record.host_id, now)
+        polls += 1
+        stop.wait(poll_s)

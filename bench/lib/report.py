@@ -90,6 +90,14 @@ def emit_summary(summary: dict[str, Any]) -> None:
     print(json.dumps(summary, separators=(",", ":")), flush=True)
 
 
+def finish(out: Path, summary: dict[str, Any], details: dict[str, Any], log: Callable[[str], None]) -> None:
+    """A run's end: `{"summary", **details}` written to `out` (JSON), then the summary line."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"summary": summary, **details}, indent=2) + "\n")
+    log(f"full results: {out}")
+    emit_summary(summary)
+
+
 # -------------------------------------------------------------------------------- the conditions
 def loadavg() -> float | None:
     """The machine's 1-minute load average (other work on the machine shows up here)."""

@@ -4,7 +4,6 @@ the JSON summary and build/bench/scaler.json."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -12,7 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from lib.report import emit_summary, loadavg
+from lib.report import finish, loadavg
 from lib.targets import DockerEngine, stop_on_sigterm
 from scaler import burst, coldstart, overhead, registry
 from scaler.config import TARGETS, log
@@ -114,9 +113,5 @@ def run(args: argparse.Namespace) -> int:
     log(f"run {run_id}: sections {sections}{' (quick)' if args.quick else ''}; load {loadavg()}")
     results, errors = run_sections(args, sections, run_id)
     summary = summarize(args, results, errors, began)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"summary": summary, "sections": results, "run_id": run_id}, indent=2) + "\n")
-    log(f"full results: {out}")
-    emit_summary(summary)
+    finish(Path(args.out), summary, {"sections": results, "run_id": run_id}, log)
     return 1 if errors else 0

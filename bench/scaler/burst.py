@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lib.actions import ActionCode
-from lib.hosts import ScalerRig, docker_backend, wait_until
+from lib.hosts import ScalerRig, docker_backend, wait_until, watch_waits
 from lib.load import http_json, open_loop
 from lib.targets import IMAGE, REPO, DockerEngine, start_runtime
 from scaler import burst_report
@@ -124,20 +124,10 @@ class Monitor:
 
     def watcher(self) -> None:
         """Activations waiting for a slot (the routers' waiting set), and when hosts turn warm."""
-        registry = self.rig.registry
-        waiting_key = registry.keys.waiting(self.key)
-        polls = 0
-        while not self.stop.is_set():
-            now = self.seen.now()
-            with contextlib.suppress(Exception):
-                for member in registry.redis.zrange(waiting_key, 0, -1):
-                    self.seen.waits.setdefault(member, [now, now])[1] = now
-                if polls % 4 == 0:
-                    for record in registry.hosts():
-                        if record.state == "warm":
-                            self.seen.warm_at.setdefault(record.host_id, now)
-            polls += 1
-            self.stop.wait(WAIT_POLL_S)
+        seen = self.seen
+        watch_waits(
+            self.rig.registry, lambda: [self.key], seen.waits, seen.warm_at, self.stop, seen.now, WAIT_POLL_S
+        )
 
     def close(self) -> None:
         self.stop.set()

@@ -4,7 +4,6 @@ is recorded, the others run), the table, build/bench/stack.json and the JSON sum
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -12,7 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from lib.report import emit_summary, loadavg, rnd, table
+from lib.report import finish, loadavg, rnd, table
 from lib.targets import DockerEngine, stop_on_sigterm
 from stack import burst, overhead
 from stack.config import ACTIONS, MODES, TARGETS, log
@@ -130,9 +129,5 @@ def run(args: argparse.Namespace) -> int:
             log(f"removed {left} leftover container(s)")
     report(results)
     summary = summarize(results, errors, args, began)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"summary": summary, "results": results, "run_id": run_id}, indent=2) + "\n")
-    log(f"full results: {out}")
-    emit_summary(summary)
+    finish(Path(args.out), summary, {"results": results, "run_id": run_id}, log)
     return 1 if errors else 0

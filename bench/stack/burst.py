@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lib.hosts import watch_waits
 from lib.load import open_loop
 from lib.report import pct, rnd
 from lib.targets import IMAGE, REPO, DockerEngine, free_port
@@ -132,19 +133,10 @@ class Monitor:
     def _watch(self) -> None:
         registry = self.registry
         assert registry is not None
-        polls = 0
-        while not self.stop.is_set():
-            now = time.time()
-            with contextlib.suppress(Exception):
-                for action in registry.registered_actions():
-                    for member in registry.redis.zrange(registry.keys.waiting(action), 0, -1):
-                        self.seen.waits.setdefault(member, [now, now])[1] = now
-                if polls % 4 == 0:
-                    for record in registry.hosts():
-                        if record.state == "warm":
-                            self.seen.warm_at.setdefault(record.host_id, now)
-            polls += 1
-            self.stop.wait(WAIT_POLL_S)
+        seen = self.seen
+        watch_waits(
+            registry, registry.registered_actions, seen.waits, seen.warm_at, self.stop, time.time, WAIT_POLL_S
+        )
 
     def close(self) -> None:
         self.stop.set()
