@@ -156,3 +156,46 @@ def test_stopping_removes_every_container_and_a_restart_loses_nothing(tmp_path: 
         assert stored["response"]["result"] == {"version": "1", "tag": "before"}
         assert session.get(f"{again.base}/namespaces/_/actions/kept").json()["version"] == "0.0.1"
         assert invoke(again, "kept", tag="after")["response"]["result"]["tag"] == "after"
+
+
+LOUD = """
+def main(args):
+    for i in range(args.get("lines", 1)):
+        print(f"{args['tag']} line {i} " + "x" * 1000)
+    return {"tag": args["tag"]}
+"""
+
+
+def logs_of(stack: RunningStack, activation: dict) -> list[str]:
+    url = f"{stack.base}/namespaces/_/activations/{activation['activationId']}/logs"
+    session = stack.session()
+    wait_until(lambda: session.get(url).json()["logs"], timeout_s=20, what="the logs")
+    return session.get(url).json()["logs"]
+
+
+def test_logs_are_cut_at_the_action_limit_and_the_next_run_still_gets_its_own(stock_stack) -> None:
+    body = {"exec": {"kind": "python:3-ml", "code": LOUD}, "limits": {"logs": 1}}
+    assert stock_stack.session().put(f"{stock_stack.base}/namespaces/_/actions/loud", json=body).ok
+    loud = logs_of(stock_stack, invoke(stock_stack, "loud", tag="big", lines=2000))  # ~2 MB printed
+    assert loud[-1] == "Logs were truncated because the total bytes size exceeds the limit of 1048576 bytes."
+    assert 900 <= len(loud) < 1100 and "big line 0 " in loud[0]
+    quiet = logs_of(stock_stack, invoke(stock_stack, "loud", tag="small", lines=2))
+    assert [line.split("stdout: ")[1][:12] for line in quiet] == ["small line 0", "small line 1"]
+    # At a limit of 0 nothing is kept, and the following run's logs are still its own.
+    body["limits"] = {"logs": 0}
+    assert (
+        stock_stack.session()
+        .put(f"{stock_stack.base}/namespaces/_/actions/loud?overwrite=true", json=body)
+        .ok
+    )
+    silent = invoke(stock_stack, "loud", tag="none", lines=3)
+    body["limits"] = {"logs": 1}
+    assert (
+        stock_stack.session()
+        .put(f"{stock_stack.base}/namespaces/_/actions/loud?overwrite=true", json=body)
+        .ok
+    )
+    after = logs_of(stock_stack, invoke(stock_stack, "loud", tag="after", lines=1))
+    assert len(after) == 1 and "after line 0" in after[0]
+    url = f"{stock_stack.base}/namespaces/_/activations/{silent['activationId']}/logs"
+    assert stock_stack.session().get(url).json()["logs"] == []

@@ -45,6 +45,10 @@ OPENWHISK_DEFAULTS: dict[str, Any] = {
 }
 # Docker's json-file log: OpenWhisk waits this long between lines for the sentinels.
 LOG_IDLE_S = 2.0
+# What one activation's block may hold (OpenWhisk's largest log limit) and how many finished
+# blocks a container may have waiting to be taken: past them, lines and blocks are dropped.
+MAX_BLOCK_BYTES = 10 * 1024 * 1024
+MAX_WAITING_BLOCKS = 1024
 
 
 class ContainerError(RuntimeError):
@@ -84,8 +88,8 @@ class LogCollector:
 
     def __init__(self, container: Any, max_line_chars: int = 16 * 1024) -> None:
         self._blocks: dict[str, collections.deque[list[str]]] = {
-            "stdout": collections.deque(),
-            "stderr": collections.deque(),
+            "stdout": collections.deque(maxlen=MAX_WAITING_BLOCKS),
+            "stderr": collections.deque(maxlen=MAX_WAITING_BLOCKS),
         }
         self._changed = threading.Condition()
         self._max_line = max_line_chars
@@ -100,21 +104,27 @@ class LogCollector:
 
     def _follow(self, container: Any, stream: str) -> None:
         lines: list[str] = []
+        size = 0  # bytes of `lines`: past MAX_BLOCK_BYTES the block's further lines are dropped
         pending = b""
         options = {"stdout": stream == "stdout", "stderr": stream == "stderr"}
         with contextlib.suppress(docker.errors.DockerException, requests.RequestException, OSError):
             for chunk in container.logs(stream=True, follow=True, timestamps=True, **options):
                 pending += chunk
                 *complete, pending = pending.split(b"\n")
+                if len(pending) > self._max_line * 4:  # a line without end: cut it here
+                    complete.append(pending)
+                    pending = b""
                 for raw in complete:
                     stamp, _, text = raw.decode(errors="replace").partition(" ")
                     if SENTINEL in text:
                         with self._changed:
                             self._blocks[stream].append(lines)
                             self._changed.notify_all()
-                        lines = []
-                    else:
-                        lines.append(f"{stamp:<30} {stream}: {text[: self._max_line]}")
+                        lines, size = [], 0
+                    elif size < MAX_BLOCK_BYTES:
+                        line = f"{stamp:<30} {stream}: {text[: self._max_line]}"
+                        lines.append(line)
+                        size += len(line)
 
     def take(self, timeout_s: float = LOG_IDLE_S) -> list[str] | None:
         """The next block of each stream, interleaved by time; None when they do not arrive."""

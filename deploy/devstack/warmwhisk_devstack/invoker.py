@@ -306,13 +306,16 @@ class Invoker:
             wait_ms=max(0, round((started - received) * 1000)), init_ms=init_ms, logs=[],
         )  # fmt: skip
         self._store.add_activation(stored)
-        log_limit = action["limits"]["logs"] * 1024 * 1024
-        if container is not None and log_limit > 0:
-            self._spawn(self._collect_logs(container, stored, log_limit))
+        if container is not None:
+            self._spawn(self._collect_logs(container, stored, action["limits"]["logs"] * 1024 * 1024))
         return stored
 
     async def _collect_logs(self, container: Container, stored: dict[str, Any], limit_bytes: int) -> None:
+        """The run's block of each stream; taken even at a log limit of 0 (then dropped), so the
+        next run on this container gets its own."""
         lines = await asyncio.to_thread(container.logs.take)
+        if limit_bytes == 0:
+            return
         if lines is None:
             lines = ["There was an issue while collecting your logs. Data might be missing."]
         kept, size = [], 0
