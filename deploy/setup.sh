@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepare this machine for building and testing warmwhisk (run as root; `make setup`).
 # Idempotent and silent when there is nothing to do:
-#   1. apt packages: docker.io, debootstrap, redis-server (and python3-venv if needed);
+#   1. apt packages: docker.io, debootstrap, redis-server, nodejs and npm (and python3-venv if
+#      needed);
 #   2. the dev virtualenv .venv/ with requirements.txt and the components installed editable
 #      (skipped while unchanged);
 #   3. a running Docker engine (deploy/start-dockerd.sh).
@@ -22,6 +23,9 @@ if [ "$with_docker" = 1 ]; then
     { command -v dockerd && command -v docker; } >/dev/null 2>&1 || missing+=(docker.io)
     # (debootstrap checks the Debian archive signatures: it needs the keyring.)
     command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap debian-archive-keyring ca-certificates)
+    # The openwhisk npm client's tests (tests/test_devstack_npm_client.py): `node --test`, `npm ci`.
+    command -v node >/dev/null 2>&1 || missing+=(nodejs)
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
 fi
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # Debian splits venv/ensurepip out of python3 into python3-venv.

@@ -92,11 +92,32 @@ def redis_server() -> Iterator[Any]:
         yield server
 
 
+@pytest.fixture(scope="module")
+def devstack(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The dev stack (tests/devstack_harness.py), one per test module: namespaces guest and other.
+    Once it stopped (SIGTERM), it must have exited cleanly and left none of its containers."""
+    from devstack_harness import running_stack
+    from warmwhisk_devstack.containers import LABEL
+    from warmwhisk_devstack.stack import stack_id
+
+    state_dir = tmp_path_factory.mktemp("devstack") / "stack"
+    with running_stack(state_dir) as stack:
+        yield stack
+    # SIGTERM is the user's Ctrl-C: the stack stops cleanly, exit status 0.
+    assert stack.process.returncode == 0, f"the stack exited with {stack.process.returncode}:\n{stack.log()}"
+    label = f"{LABEL}={stack_id(state_dir)}"
+    left = docker_client.containers.list(all=True, filters={"label": label})
+    assert left == [], f"the stack left {len(left)} container(s) behind: {[c.name for c in left]}"
+
+
 # Fixtures that start runtime processes or containers: a test using one is `slow` (seconds), and
 # `make test-fast` leaves it out.
 _SLOW_FIXTURES = frozenset(
-    {"start_runtime", "start_process_runtime", "docker_client", "scaler", "backends", "docker_backends"}
-)
+    {
+        "start_runtime", "start_process_runtime", "docker_client", "scaler", "backends", "docker_backends",
+        "devstack",
+    }
+)  # fmt: skip
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

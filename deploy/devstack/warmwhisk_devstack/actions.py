@@ -88,10 +88,11 @@ def parse_exec(raw: Any, rules: ActionRules) -> dict[str, Any]:
     kind = kind_raw.strip().lower()
     resolved = BLACKBOX if kind == BLACKBOX else resolve_kind(rules.manifest, kind)
     if resolved is None:
-        raise _malformed(messages.unsupported_kind(kind_raw, list(rules.kinds)))
+        # The text names the kind trimmed and lower-cased (Exec.scala L287-289, L327).
+        raise _malformed(messages.unsupported_kind(kind, list(rules.kinds)))
     main = raw.get("main")
     if main is not None and not isinstance(main, str):
-        raise _malformed("'main' must be a string defined in 'exec'")
+        raise _malformed(messages.main_not_string(kind))
     code = raw.get("code")
     out: dict[str, Any] = {"kind": resolved}
     if resolved == BLACKBOX:
@@ -106,7 +107,11 @@ def parse_exec(raw: Any, rules: ActionRules) -> dict[str, Any]:
         out["binary"] = isinstance(code, str) and is_binary_code(code)
     else:
         if not isinstance(code, str):
-            raise _malformed(messages.code_not_string(resolved))
+            # A kind whose manifest entry has `attached` takes code as a string or an attachment
+            # object and says so (Exec.scala L331-336); the others want a string (L346-351).
+            entry = rules.entry(resolved)
+            attached = bool(entry and entry.get("attached"))
+            raise _malformed(messages.code_not_string(resolved, attached))
         out["code"] = code
         out["binary"] = is_binary_code(code)
     if main:
@@ -185,10 +190,9 @@ def put_action(
 ) -> dict[str, Any]:
     """The stored action after a PUT: a create when `existing` is None, an update with
     `overwrite`, else 409. Fields other than the PUT's are ignored, as OpenWhisk does."""
-    if existing is not None and not overwrite:
-        raise ApiError(409, messages.EXISTS)
     if not isinstance(body, dict):
-        raise _malformed("Object expected")
+        # spray-json reads the body's first field, `exec` (WhiskEntity.scala L192-198, ProductFormats).
+        raise _malformed(messages.object_expected_in_field("exec"))
     content = {k: v for k, v in body.items() if k in _PUT_FIELDS}
     exec_ = parse_exec(content["exec"], rules) if content.get("exec") is not None else None
     limit_size = rules.parameter_size_limit
@@ -213,6 +217,10 @@ def put_action(
     if not isinstance(removed, list) or not all(isinstance(k, str) for k in removed):
         raise _malformed("delAnnotations malformed")
 
+    # The body is read and the limits checked before the store is asked whether the name exists
+    # (Actions.scala `create` L211-231, then ApiUtils.putEntity L323-330): a bad body is 400, not 409.
+    if existing is not None and not overwrite:
+        raise ApiError(409, messages.EXISTS)
     if existing is None:
         if exec_ is None:
             raise ApiError(400, messages.EXEC_UNDEFINED)

@@ -74,6 +74,12 @@ def _tid(request: web.Request) -> str:
     return "".join(secrets.choice(_TID_CHARS) for _ in range(32))
 
 
+def _skipped(count: int, skip: int) -> int:
+    """A count with `skip`: what a list would hold without its limit (CouchDbRestStore.count
+    L343-347: `count - skip`, at least 0)."""
+    return max(0, count - skip)
+
+
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
         body=json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(),
@@ -130,7 +136,12 @@ class Api:
             response = _json({"error": exc.message, "code": tid}, exc.status, exc.headers)
         except web.HTTPMethodNotAllowed as exc:
             allowed = ", ".join(sorted(exc.allowed_methods))
-            response = _json({"error": messages.METHOD_NOT_ALLOWED.format(methods=allowed), "code": tid}, 405)
+            # pekko's MethodRejection answer carries `Allow` too (RejectionHandler.scala L179-183).
+            response = _json(
+                {"error": messages.METHOD_NOT_ALLOWED.format(methods=allowed), "code": tid},
+                405,
+                {"Allow": allowed},
+            )
         except web.HTTPNotFound:
             response = _json({"error": messages.ROUTE_NOT_FOUND, "code": tid}, 404)
         except web.HTTPRequestEntityTooLarge as exc:
@@ -219,10 +230,11 @@ class Api:
     async def list_actions(self, request: web.Request, caller: str) -> web.Response:
         namespace = self._namespace(request, caller)
         query = request.query
-        if wire.parse_bool("count", query.get("count")):
-            return _json({"actions": self.store.count_actions(namespace)})
+        # OpenWhisk parses all three before it answers either way (Actions.scala L417-435).
         limit = wire.parse_limit(query.get("limit"), "actions")
         skip = wire.parse_skip(query.get("skip"), "actions")
+        if wire.parse_bool("count", query.get("count")):
+            return _json({"actions": _skipped(self.store.count_actions(namespace), skip)})
         return _json([actions.action_summary(doc) for doc in self.store.actions(namespace, skip, limit)])
 
     async def put_action(self, request: web.Request, caller: str) -> web.Response:
@@ -271,7 +283,8 @@ class Api:
         if payload is None:
             payload = {}
         if not isinstance(payload, dict):
-            raise ApiError(400, messages.malformed_content("Object expected"))
+            # spray-json's JsValue.asJsObject, reading `Option[JsObject]` (Actions.scala L251).
+            raise ApiError(400, messages.malformed_content(messages.JSON_OBJECT_EXPECTED))
         if self.rules.is_deprecated(action["exec"]["kind"]):
             raise ApiError(400, messages.deprecated_kind(action["exec"]["kind"]))
         if actions.overrides_final(action, payload):
@@ -335,14 +348,14 @@ class Api:
         upto = wire.parse_epoch_ms("upto", query.get("upto"))
         count = wire.parse_bool("count", query.get("count"))
         docs = wire.parse_bool("docs", query.get("docs"))
+        # OpenWhisk parses every parameter before it answers either way (Activations.scala L152-182).
+        limit = wire.parse_limit(query.get("limit"), "activations")
+        skip = wire.parse_skip(query.get("skip"), "activations")
         if count and docs:
             raise ApiError(400, messages.DOCS_WITH_COUNT)
         if count:
-            return _json(
-                {"activations": self.store.count_activations(namespace, name=name, since=since, upto=upto)}
-            )
-        limit = wire.parse_limit(query.get("limit"), "activations")
-        skip = wire.parse_skip(query.get("skip"), "activations")
+            counted = self.store.count_activations(namespace, name=name, since=since, upto=upto)
+            return _json({"activations": _skipped(counted, skip)})
         found = self.store.activations(namespace, name=name, since=since, upto=upto, skip=skip, limit=limit)
         view = activations.extended if docs else activations.summary
         return _json([view(doc) for doc in found])

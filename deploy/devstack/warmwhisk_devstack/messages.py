@@ -33,6 +33,14 @@ def name_too_long(length: int) -> str:
 
 
 # -- bodies (pekko MarshallingDirectives / RejectionHandler) -----------------------------------------
+# spray-json's DeserializationException texts (JsValue.asJsObject; ProductFormats.fromField).
+JSON_OBJECT_EXPECTED = "JSON object expected"
+
+
+def object_expected_in_field(name: str) -> str:
+    return f"Object expected in field '{name}'"
+
+
 def malformed_content(detail: str) -> str:
     return f"The request content was malformed:\n{detail}"
 
@@ -66,8 +74,13 @@ def unsupported_kind(kind: str, valid: list[str]) -> str:
     return f"The specified runtime '{kind}' is not supported by this platform. Valid values are: {listed}."
 
 
-def code_not_string(kind: str) -> str:
-    return f"'code' must be a string defined in 'exec' for '{kind}' actions"
+def code_not_string(kind: str, attached: bool = False) -> str:
+    what = "a string or attachment object" if attached else "a string"
+    return f"'code' must be {what} defined in 'exec' for '{kind}' actions"
+
+
+def main_not_string(kind: str) -> str:
+    return f"if defined, 'main' be a string in 'exec' for '{kind}' actions"  # sic (Exec.scala L292-296)
 
 
 def deprecated_kind(kind: str) -> str:

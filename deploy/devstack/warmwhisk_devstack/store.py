@@ -173,9 +173,11 @@ class Store:
         """A WHERE clause of fixed text (values go as parameters)."""
         clauses, args = ["namespace = ?"], [namespace]
         if name is not None:
-            # `package/action` filters on the last segment (the stack has no packages).
+            # OpenWhisk's filter view keys an activation by `ns/pkg/name` when its action is in a
+            # package and `ns/name` otherwise (whisks_design_document_for_activations_db_filters
+            # _v2.1.1.json): the stack has no packages, so `package/action` matches nothing.
             clauses.append("name = ?")
-            args.append(name.rsplit("/", 1)[-1])
+            args.append(name)
         if since is not None:
             clauses.append("start >= ?")
             args.append(since)

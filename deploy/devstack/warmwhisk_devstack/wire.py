@@ -18,6 +18,10 @@ _MAX_NAME = 256
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 _ACTIVATION_ID = re.compile(r"[0-9a-f]{32}")
+# Java's Integer.parseInt / Long.parseLong (Scala's `toInt` / `toLong`): an optional sign and
+# digits, nothing else (Python's int() would also take spaces and underscores), within 32 / 64 bits.
+_JAVA_INTEGER = re.compile(r"[+-]?\d+")
+INT_BITS, LONG_BITS = 32, 64
 # whisk.query-limit (application.conf): default and maximum of `limit`.
 DEFAULT_LIST_LIMIT = 30
 MAX_LIST_LIMIT = 200
@@ -73,21 +77,29 @@ def parse_skip(value: str | None, collection: str) -> int:
     return number
 
 
+def java_integer(value: str, bits: int = INT_BITS) -> int | None:
+    """`value` as Scala's `toInt` (bits=32) or `toLong` (bits=64) reads it; None where it throws."""
+    if not _JAVA_INTEGER.fullmatch(value):
+        return None
+    number = int(value)
+    bound = 1 << (bits - 1)
+    return number if -bound <= number < bound else None
+
+
 def _integer(name: str, value: str, collection: str) -> int:
-    try:
-        return int(value, 10)
-    except ValueError:
-        raise ApiError(400, messages.malformed_query(name, messages.not_integer(value, collection))) from None
+    """`limit` / `skip`: a 32-bit integer, else "not an integer" (RestAPIs.scala L115-140: a value
+    beyond Int is "not an integer", not "out of range")."""
+    number = java_integer(value)
+    if number is None:
+        raise ApiError(400, messages.malformed_query(name, messages.not_integer(value, collection)))
+    return number
 
 
 def parse_timeout(value: str | None, max_ms: int) -> int:
     """A blocking invoke's `timeout` (ms): 1..max, default max."""
     if value is None:
         return max_ms
-    try:
-        number = int(value, 10)
-    except ValueError:
-        number = 0
+    number = java_integer(value) or 0  # Actions.scala L768-779: `value.toInt`, any failure is 400
     if not 1 <= number <= max_ms:
         raise ApiError(
             400, messages.malformed_query("timeout", messages.TIMEOUT_MALFORMED.format(max_ms=max_ms))
@@ -96,24 +108,27 @@ def parse_timeout(value: str | None, max_ms: int) -> int:
 
 
 def parse_epoch_ms(name: str, value: str | None) -> int | None:
-    """`since` / `upto`: epoch milliseconds (the message says seconds, as OpenWhisk's does)."""
+    """`since` / `upto`: epoch milliseconds, a Long (Activations.scala L56-62: `value.toLong`; the
+    message says seconds, as OpenWhisk's does)."""
     if value is None:
         return None
-    try:
-        return int(value, 10)
-    except ValueError:
-        raise ApiError(400, messages.malformed_query(name, messages.bad_epoch(value))) from None
+    number = java_integer(value, LONG_BITS)
+    if number is None:
+        raise ApiError(400, messages.malformed_query(name, messages.bad_epoch(value)))
+    return number
 
 
 def parse_name_filter(value: str | None) -> str | None:
-    """The `name` filter of an activation list: `action` or `package/action`."""
-    if value is None:
+    """The `name` filter of an activation list: `action` or `package/action`, normalised; None
+    (no filter) when absent or blank. As Activations.scala L45-53 reads it into an EntityPath
+    (EntityPath.scala L141-160: empty segments dropped, each a valid name): at most two segments,
+    and any invalid value is the filter's own text, not the entity-name one."""
+    if value is None or not value.strip():
         return None
-    if value.count("/") > 1 or not value:
+    segments = [s for s in value.split("/") if s]
+    if not segments or len(segments) > 2 or not all(_NAME.match(s) for s in segments):
         raise ApiError(400, messages.malformed_query("name", messages.bad_name_filter(value)))
-    for segment in value.split("/"):
-        check_name(segment)
-    return value
+    return "/".join(segments)
 
 
 def parse_activation_id(value: str) -> str:
