@@ -219,3 +219,36 @@ def test_a_stop_request_ends_a_tick_between_host_starts() -> None:
     rig.backend.start = slow_start  # type: ignore[method-assign]
     controller.step()
     assert len(rig.backend.started) == 3
+
+
+def test_at_the_host_cap_an_idle_host_of_another_pool_makes_room_a_busy_one_never() -> None:
+    settings = dataclasses.replace(SETTINGS, max_hosts=1)
+    rig = Rig(settings)
+    other_spec = ActionSpec("guest", "other", "main", False, "def main(a):\n    return {}\n")
+    other = other_spec.key("/guest/other")
+    rig.registry.register_action(other, other_spec.to_json())
+    controller = rig.controller()
+    rig.wait(1)
+    controller.step()
+    (first,) = rig.backend.started
+    rig.heartbeat(first)
+    controller.step()
+    slot = rig.registry.acquire(POOL)  # the first pool's host is busy
+    assert slot is not None
+    rig.registry.start_waiting(other, "o1", rig.clock() + 3600)
+    for _ in range(4):
+        rig.clock.advance(0.5)
+        rig.heartbeat(first, in_flight=1)
+        controller.step()
+    assert rig.backend.started == [first] and first in rig.backend.hosts  # busy: never taken
+    rig.registry.release(slot, 0.1)
+    rig.registry.stop_waiting(POOL, "w0")  # the first pool's activation was served
+    rig.clock.advance(0.5)
+    rig.heartbeat(first, in_flight=0)
+    controller.step()  # idle now: drained and stopped to make room
+    assert first not in rig.backend.hosts
+    assert any("host cap reached" in reason for _, reason in rig.decisions())
+    rig.clock.advance(0.5)
+    controller.step()
+    (second,) = [h for h in rig.backend.started if h != first]
+    assert rig.backend.hosts[second].pool == other

@@ -16,7 +16,9 @@ theirs), and every host the loop starts is told its namespace's credential and a
 Safety: after Redis lost its state (a new epoch) the loop waits two heartbeat periods so the running
 hosts re-register before anything is decided (no duplicate containers); a new leader adopts the
 backend's running hosts and removes stale ones. Bounds: at most `max_starts_per_tick` host starts
-per tick and `max_hosts` hosts in all; a pool whose starts fail backs off exponentially, with one
+per tick and `max_hosts` hosts in all (at the cap, the least recently active idle host of another
+pool is drained, so a pool that needs a host is not starved); a pool whose starts fail backs off
+exponentially, with one
 decision-log entry per tick for its failures; a stop request ends the tick between starts.
 Everything it touches is passed in (registries, backend, lease, store, clock), so tests drive it
 tick by tick with in-memory twins.
@@ -77,6 +79,7 @@ class _Hosts:
 
     starting: dict[str, _Starting] = field(default_factory=dict)
     draining: dict[str, float] = field(default_factory=dict)  # host id -> when draining began
+    reclaimed: set[str] = field(default_factory=set)  # drained for another pool at the host cap
     last_active: dict[str, float] = field(default_factory=dict)
     namespace: dict[str, str] = field(default_factory=dict)  # host id -> its namespace
 
@@ -137,6 +140,7 @@ class Controller:
         self._log: list[dict[str, Any]] = []
         self._starts_left = 0
         self._running: dict[str, RunningHost] = {}
+        self._records: list[HostRecord] = []  # this tick's heartbeat records, every namespace
         self._stop = threading.Event()
         self.ticks = 0
 
@@ -218,6 +222,7 @@ class Controller:
         self.ticks += 1
         self._starts_left = self.settings.max_starts_per_tick
         records, pools = self._read_registries()
+        self._records = records
         running = self._running = {h.host_id: h for h in self.backend.running()}
         for host in running.values():
             self._hosts.namespace.setdefault(host.host_id, namespace_of(host.pool))
@@ -330,6 +335,8 @@ class Controller:
         started."""
         memory = self._pools[pool]
         room = self.settings.max_hosts - self._host_count() if self.settings.max_hosts else count
+        if room <= 0 and count > 0:
+            self._reclaim_idle_host(pool, now)
         wanted = min(count, self._starts_left, max(0, room))
         if now < memory.next_start_at:
             wanted = 0
@@ -355,6 +362,33 @@ class Controller:
         elif started:
             memory.start_failures, memory.next_start_at = 0, 0.0
         return started
+
+    def _reclaim_idle_host(self, pool: str, now: float) -> None:
+        """At the server-wide cap a pool that needs a host would wait for others' scale-down (a
+        whole window, or for ever): drain the least recently active idle host of another pool,
+        as OpenWhisk's pool evicts its least recently used idle container. It stops at the end
+        of this tick (idle) and its room goes to whichever pool asks first. One per tick, and none
+        while another reclaimed host is still draining."""
+        hosts = self._hosts
+        if any(host_id in hosts.reclaimed for host_id in hosts.draining):
+            return
+        idle = [
+            r for r in self._records
+            if pool not in r.actions and r.state == "warm" and r.host_id not in hosts.draining
+            and r.slots_in_use == 0 and r.reported_in_flight == 0
+        ]  # fmt: skip
+        if not idle:
+            return
+        victim = min(idle, key=lambda r: hosts.last_active.get(r.host_id, 0.0))
+        self._host_registry(victim.host_id).set_limit(victim.host_id, 0)
+        hosts.draining.setdefault(victim.host_id, now)
+        hosts.reclaimed.add(victim.host_id)
+        reason = f"host cap reached: idle host {victim.host_id} drained so pool {pool} can start one"
+        self._note(
+            now,
+            victim.actions[0] if victim.actions else pool,
+            Decision.remove_hosts([victim.host_id], reason),
+        )
 
     def _host_count(self) -> int:
         """Hosts this scaler runs or is starting, every pool together."""
@@ -407,6 +441,7 @@ class Controller:
                 self.backend.stop(host_id)
                 self._host_registry(host_id).remove_host(host_id)
                 hosts.draining.pop(host_id)
+                hosts.reclaimed.discard(host_id)
                 hosts.last_active.pop(host_id, None)
         for host_id, starting in list(hosts.starting.items()):
             if now - starting.host.started_at > self.settings.start_timeout_s:
