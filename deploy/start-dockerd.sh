@@ -67,11 +67,19 @@ start() {
     echo "start-dockerd: starting dockerd (storage driver $driver, log $log_file)" >&2
     echo "=== $(date -u +%FT%TZ) warmwhisk start-dockerd: storage-driver=$driver" >>"$log_file"
     log_mark=$(wc -l <"$log_file")
-    # setsid + nohup: the engine outlives the make/CI process that started it.
-    setsid nohup dockerd \
-        --iptables=false --ip6tables=false --bridge=none \
-        --storage-driver="$driver" --pidfile "$pidfile" "${host_args[@]}" "${extra_args[@]}" \
-        </dev/null >>"$log_file" 2>&1 &
+    # setsid + nohup: the engine outlives the make/CI process that started it. Descriptors the
+    # caller holds beyond stdio are closed first: a long-lived dockerd would otherwise keep them
+    # (a `flock` lock taken around `make image` would stay taken for as long as the engine runs).
+    (
+        for fd in /proc/"$BASHPID"/fd/*; do
+            fd=${fd##*/}
+            [ "$fd" -gt 2 ] && eval "exec $fd>&-"
+        done
+        exec setsid nohup dockerd \
+            --iptables=false --ip6tables=false --bridge=none \
+            --storage-driver="$driver" --pidfile "$pidfile" "${host_args[@]}" "${extra_args[@]}" \
+            </dev/null >>"$log_file" 2>&1
+    ) &
     dockerd_pid=$!
 }
 
