@@ -8,8 +8,9 @@ Every target runs the same trivial action (`def main(args): return args`, value 
               the HTTP floor the targets are judged against;
   runtime     `python -m warmwhisk_runtime` with __OW_ALLOW_CONCURRENT=true, after one /init.
 
-Both floors run under the runtime's own `RuntimeServer` gunicorn setup (1 worker, gthread, the
-same thread count and keep-alive, same timeouts and logging), so only the WSGI application differs.
+Both floors run under gunicorn as the runtime ran before its event loop (`RuntimeServer`'s bind,
+time-outs and logging; the gthread worker with one thread per admitted activation plus 4, the same
+keep-alive), so only the WSGI application differs.
 Every HTTP target gets the same /run body (value plus activation_id, transaction_id, namespace,
 action_name and a deadline 60 s ahead), freshly built for each request outside the timed span.
 
@@ -20,8 +21,13 @@ the table reports the median of the per-round values (p50, p99, activations/s, a
 CPU time per request read from /proc). The client process shares the machine's cores with the
 server, so latencies include client cost and scheduling noise; compare targets, not absolutes.
 
-stdout carries only the table and, as the very last line, a one-line JSON summary; progress goes
-to stderr. Usage: .venv/bin/python bench/bench_runtime.py [--rounds N] [--requests-c1 N] ...
+Then, in the same run, the runtime at c=1 while 200 connections trickle one byte a second
+(`runtime/slow.py`), and routed mode against direct mode (bench_scaler's overhead section, run as
+it is: `runtime/routed.py`).
+
+stdout carries only the tables, the targets of issue #12 and, as the very last line, a one-line
+JSON summary; progress goes to stderr.
+Usage: .venv/bin/python bench/bench_runtime.py [--rounds N] [--requests-c1 N] ...
 """
 
 from __future__ import annotations
@@ -40,6 +46,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--requests-c8", type=int, default=1500, help="timed requests per client at c=8")
     parser.add_argument("--warmup", type=int, default=200, help="untimed requests per client before each")
     parser.add_argument("--no-wsgi-floor", action="store_true", help="skip the plain-WSGI floor")
+    parser.add_argument("--slow-clients", type=int, default=200, help="trickling connections (1 byte/s)")
+    parser.add_argument("--no-slow-clients", action="store_true", help="skip the slow-clients measurement")
+    parser.add_argument("--routed-rounds", type=int, default=5, help="routed mode: interleaved rounds")
+    parser.add_argument("--no-routed", action="store_true", help="skip routed mode (needs redis-server)")
     parser.add_argument("--serve-floor", nargs=2, metavar=("KIND", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if min(args.rounds, args.requests_c1, args.requests_c8) < 1 or args.warmup < 0:

@@ -14,7 +14,9 @@ import pytest
 from runtime_harness import IMAGE, REPO
 
 WHEELHOUSE = REPO / "build" / "wheelhouse"  # the image's third-party wheels (make image)
-RUNTIME_DEPENDENCIES = ("gunicorn", "packaging", "prometheus_client", "redis")
+RUNTIME_DEPENDENCIES = (
+    "gunicorn", "packaging", "prometheus_client", "redis", "hiredis", "uvloop", "httptools", "orjson",
+)  # fmt: skip
 
 
 def run(*command: str | Path, cwd: Path | None = None) -> str:

@@ -5,6 +5,7 @@ limit or with broken framing. A hypothesis property test sends arbitrary bodies 
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import socket
@@ -18,9 +19,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runtime_harness import ProcessRuntime
-from warmwhisk_runtime.app import ActionApp, BodyTooLarge, BodyUnreadable, read_body
+from test_runtime_protocol import EchoHandler, RecordingTransport, connect
+from warmwhisk_runtime.app import ActionApp
 from warmwhisk_runtime.contract import BAD_REQUEST, ContractError, parse_json_object, run_fields
 from warmwhisk_runtime.isolation import LogSink
+from warmwhisk_runtime.protocol import Request, encode_response
+from warmwhisk_runtime.runner import DeadlineRunner
 
 ECHO = "def main(args):\n    return args\n"
 LIMIT = 1024 * 1024
@@ -44,28 +48,34 @@ def test_a_context_value_nested_too_deeply_to_stringify_is_a_contract_error():
     assert caught.value.status == BAD_REQUEST and "nested too deeply" in caught.value.message
 
 
-class _Stream:
-    def __init__(self, data: bytes = b"", error: Exception | None = None) -> None:
-        self._data = io.BytesIO(data)
-        self._error = error
-
-    def read(self, size: int = -1) -> bytes:
-        if self._error is not None:
-            raise self._error
-        return self._data.read(size)
+def _connection(limit: int) -> tuple[Any, RecordingTransport, EchoHandler]:
+    connection, transport, handler, _ = connect(limit=limit)
+    return connection, transport, handler
 
 
-def test_read_body_refuses_a_chunked_body_over_the_limit_and_unreadable_framing():
+def _chunked(body: bytes) -> bytes:
+    head = b"POST /run HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    return head + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n"
+
+
+def test_the_connection_refuses_a_chunked_body_over_the_limit_and_unreadable_framing():
     # No Content-Length: chunked. Read up to the limit, never all of it.
-    assert read_body({"wsgi.input": _Stream(b"x" * 10)}, limit=10) == b"x" * 10
-    with pytest.raises(BodyTooLarge):
-        read_body({"wsgi.input": _Stream(b"x" * 11)}, limit=10)
+    connection, transport, handler = _connection(limit=10)
+    connection.data_received(_chunked(b"x" * 10))
+    assert [r.body for r in handler.requests] == [b"x" * 10] and transport.written.startswith(
+        b"HTTP/1.1 200 "
+    )
+    connection, transport, handler = _connection(limit=10)
+    connection.data_received(_chunked(b"x" * 11))
+    assert handler.requests == [] and transport.written.startswith(b"HTTP/1.1 413 ") and transport.closed
+    assert b"larger than 10 bytes" in transport.written
 
-    class InvalidChunkSize(Exception):  # what gunicorn raises, not an OSError
-        pass
-
-    with pytest.raises(BodyUnreadable, match="bad chunk"):
-        read_body({"wsgi.input": _Stream(error=InvalidChunkSize("bad chunk"))}, limit=10)
+    connection, transport, handler = _connection(limit=10)
+    connection.data_received(b"POST /run HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n")
+    head, _, body = bytes(transport.written).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and transport.closed and handler.requests == []
+    assert f"Content-Length: {len(body)}".encode() in head
+    assert "could not be read" in json.loads(body)["error"]
 
 
 class _BuggyRuntime:
@@ -73,6 +83,7 @@ class _BuggyRuntime:
 
     def __init__(self) -> None:
         self.sink = LogSink(io.StringIO(), io.StringIO())
+        self.slot_freed = None
 
     def init(self, raw: bytes) -> Any:
         raise RuntimeError("a bug")
@@ -80,19 +91,20 @@ class _BuggyRuntime:
 
 def test_a_fault_in_the_app_is_a_json_500_with_a_length_not_an_html_page():
     runtime = _BuggyRuntime()
-    app = ActionApp(runtime, LIMIT)  # type: ignore[arg-type]
-    answered: list[Any] = []
-    environ = {
-        "PATH_INFO": "/init",
-        "REQUEST_METHOD": "POST",
-        "CONTENT_LENGTH": "2",
-        "wsgi.input": _Stream(b"{}"),
-    }
-    (body,) = app(environ, lambda status, headers: answered.append((status, dict(headers))))
-    status, headers = answered[0]
-    assert status.startswith("500 ") and headers["Content-Length"] == str(len(body))
-    assert "a bug" in json.loads(body)["error"]
+    app = ActionApp(runtime, DeadlineRunner())  # type: ignore[arg-type]
+    loop = asyncio.new_event_loop()
+    try:
+        app.bind(loop)
+        answered: asyncio.Future = loop.create_future()
+        request = Request(b"POST", b"/init", b"{}", None)
+        app.handle(request, lambda response: answered.done() or answered.set_result(response))
+        status, body = loop.run_until_complete(asyncio.wait_for(answered, 10))
+    finally:
+        loop.close()
+    assert status == 500 and "a bug" in json.loads(body)["error"]
     assert "Traceback" in runtime.sink.stderr.getvalue()  # type: ignore[attr-defined]
+    head = encode_response(status, body, close=False)[0].partition(b"\r\n\r\n")[0]
+    assert b"application/json" in head and f"Content-Length: {len(body)}".encode() in head
 
 
 # ------------------------------------------------------------------------------- a live runtime

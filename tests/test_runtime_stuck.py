@@ -9,6 +9,7 @@ the activations it admitted are done the process exits non-zero, so its containe
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -50,10 +51,10 @@ class _BlockingAction:
         self.runner = runner
         self.gates: list[threading.Event] = []
 
-    def __call__(self, value: Any, activation: Any, timeout_s: float | None) -> Any:
+    def start(self, value: Any, activation: Any, timeout_s: float | None) -> Any:
         gate = threading.Event()
         self.gates.append(gate)
-        return self.runner.call(lambda: gate.wait() and value, timeout_s)
+        return self.runner.start(lambda: gate.wait() and value)
 
     def release(self) -> None:
         for gate in self.gates:
@@ -72,7 +73,7 @@ class _DirectStandIn:
     def init(self, fields: dict[str, Any], timeout_s: float | None) -> Any:
         return self.action
 
-    def target(self, initialized: Any, forwarding: Any) -> Any:
+    def target(self, initialized: Any, forwarding: Any, wait: bool = True) -> Any:
         return initialized
 
     def health(self) -> dict[str, Any]:
@@ -147,7 +148,8 @@ def test_retiring_waits_for_the_activations_already_admitted(blocking_runtime) -
         time.sleep(0.1)
         assert retired == [] and not admitted.done()  # draining: the admitted one still runs
         action.gates[0].set()
-        assert admitted.result(timeout=5) == (200, b'{"admitted": true}')
+        status, body = admitted.result(timeout=5)
+        assert (status, json.loads(body)) == (200, {"admitted": True})
     assert len(retired) == 1
 
 

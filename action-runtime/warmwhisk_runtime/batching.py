@@ -24,12 +24,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
-from .runner import DeadlineExceeded
+from .runner import DeadlineExceeded, wait_for
 
 BATCH_ATTRIBUTE = "__warmwhisk_batch__"
 
@@ -104,13 +104,55 @@ class _Item:
     deadline: float | None  # time.monotonic() seconds
 
 
+class BatchItem:
+    """One activation's place in a batch, as a `runner.Pending`: done when its batch answered it.
+
+    It counts in the batcher's `in_flight` until its waiter has the answer (`outcome`) or gave up
+    at the deadline (`expire`)."""
+
+    enforces_deadline = True
+
+    def __init__(self, batcher: Batcher, item: _Item) -> None:
+        self._batcher = batcher
+        self._future = item.future
+        self._settled = False
+
+    def when_done(self, callback: Callable[[], None]) -> None:
+        self._future.add_done_callback(lambda _: callback())
+
+    def wait(self, timeout_s: float | None) -> bool:
+        try:
+            self._future.exception(timeout=timeout_s)
+        except FutureTimeout:
+            return False
+        except CancelledError:
+            pass
+        return True
+
+    def expire(self) -> bool:
+        if self._future.done():
+            return False
+        self._future.cancel()  # not yet taken into a batch: it never runs
+        self._settle()
+        return True
+
+    def outcome(self) -> Any:
+        self._settle()
+        return self._future.result()
+
+    def _settle(self) -> None:
+        if not self._settled:
+            self._settled = True
+            self._batcher._answered()
+
+
 class Batcher:
     """One per batched action: a thread that gathers items and calls the batch entry point.
 
     Submitting threads append to `_pending`; while the batcher gathers, they wake it only when
     its batch may run (full, or every expected item here), so a batch of N costs one wake-up,
     not N. `_in_flight` counts the action's activations in the runtime, from submit until their
-    thread has its answer: right after a batch, the answered ones still count while their
+    waiter has its answer: right after a batch, the answered ones still count while their
     answers go out, which is what lets closed-loop clients come back into one batch."""
 
     def __init__(
@@ -130,8 +172,8 @@ class Batcher:
         self._last_end = 0.0
         threading.Thread(target=self._loop, name="batcher", daemon=True).start()
 
-    def submit(self, args: Any, timeout_s: float | None) -> Any:
-        """Run `args` in a batch; return its result, raise its exception or DeadlineExceeded."""
+    def enqueue(self, args: Any, timeout_s: float | None) -> BatchItem:
+        """Put `args` into the next batch; its `BatchItem` is done once that batch answered it."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         item = _Item(args, Future(), deadline)
         with self._ready:
@@ -140,14 +182,15 @@ class Batcher:
             # An idle batcher wakes for any item; a gathering one only once it may run.
             if self._gathering_since is None or not self._wait_for_more(time.monotonic()):
                 self._ready.notify()
-        try:
-            return item.future.result(timeout=timeout_s)
-        except FutureTimeout:
-            item.future.cancel()  # not yet taken into a batch: it never runs
-            raise DeadlineExceeded from None
-        finally:
-            with self._ready:
-                self._in_flight -= 1
+        return BatchItem(self, item)
+
+    def submit(self, args: Any, timeout_s: float | None) -> Any:
+        """Run `args` in a batch; return its result, raise its exception or DeadlineExceeded."""
+        return wait_for(self.enqueue(args, timeout_s), timeout_s)
+
+    def _answered(self) -> None:
+        with self._ready:
+            self._in_flight -= 1
 
     def _wait_for_more(self, now: float) -> bool:
         """should_wait for the pending items (call with the lock held, while gathering)."""

@@ -43,8 +43,17 @@ class RuntimeConfig:
     handler: str | None = None
     # Where action code is unpacked; a fresh temporary folder when unset. `WARMWHISK_ACTION_DIR`.
     action_dir: str | None = None
-    # Seconds an idle keep-alive connection from the invoker stays open. `WARMWHISK_KEEPALIVE_S`.
+    # Seconds an idle connection (keep-alive, or opened and silent) stays open. `WARMWHISK_KEEPALIVE_S`.
     keepalive_s: int = 75
+    # Seconds a request may take from its first byte to the end of its headers, and from there to
+    # the end of its body; a client slower than that gets 408 and its connection is closed, so
+    # slow or half-open clients hold nothing for long (checked once a second).
+    # `WARMWHISK_HEADER_TIMEOUT_S`, `WARMWHISK_BODY_TIMEOUT_S`.
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
+    # Open connections on the action port; more are closed at once (gunicorn's worker_connections).
+    # `WARMWHISK_MAX_CONNECTIONS`.
+    max_connections: int = 1000
     # Bytes of models kept resident; least recently used idle models are evicted beyond it.
     # Default: 3/4 of the container's memory limit (cgroup), or half the machine's memory.
     # `WARMWHISK_MODEL_MEMORY_BYTES`.
@@ -94,7 +103,8 @@ class RuntimeConfig:
 
     @property
     def server_threads(self) -> int:
-        """Request threads: one per admitted activation plus a few to answer while full."""
+        """Request threads a thread-per-request server needs for this configuration: one per
+        admitted activation plus a few to answer while full (the benchmark's gthread floors)."""
         return (self.max_concurrent if self.concurrent else 1) + 4
 
 
@@ -158,6 +168,9 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> RuntimeConfi
         handler=environ.get("WARMWHISK_HANDLER") or None,
         action_dir=environ.get("WARMWHISK_ACTION_DIR") or None,
         keepalive_s=_positive_int(environ, Env.KEEPALIVE_S, 75),
+        header_timeout_s=_positive_float(environ, "WARMWHISK_HEADER_TIMEOUT_S", 10.0),
+        body_timeout_s=_positive_float(environ, "WARMWHISK_BODY_TIMEOUT_S", 60.0),
+        max_connections=_positive_int(environ, "WARMWHISK_MAX_CONNECTIONS", 1000),
         model_memory_bytes=_positive_int(environ, Env.MODEL_MEMORY_BYTES, default_model_budget()),
         model_cache_dir=environ.get("WARMWHISK_MODEL_CACHE") or "/tmp/warmwhisk-models",
         preload=_csv(environ.get("WARMWHISK_PRELOAD", "")),

@@ -13,6 +13,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from . import jsoncodec
+
 # §5: written as its own line, last on stdout and on stderr, once per activation.
 SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
 
@@ -105,7 +107,7 @@ def decode_base64(code: str) -> bytes:
 def parse_json_object(raw: bytes, what: str) -> dict[str, Any]:
     """Parse a request body; it must be one JSON object."""
     try:
-        body = json.loads(raw, parse_constant=_reject_constant) if raw else None
+        body = jsoncodec.loads(raw) if raw else None
     except (UnicodeDecodeError, ValueError) as exc:
         raise ContractError(BAD_REQUEST, f"The {what} body is not valid JSON: {exc}") from exc
     except RecursionError:
@@ -114,10 +116,6 @@ def parse_json_object(raw: bytes, what: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ContractError(BAD_REQUEST, f"The {what} body must be a JSON object.")
     return body
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def init_fields(body: Mapping[str, Any]) -> dict[str, Any]:

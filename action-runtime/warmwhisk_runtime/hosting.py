@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from warmwhisk_protocol.forwarding import ActionSpec
 from warmwhisk_protocol.records import HostRecord
 
+from .runner import Pending
+
 if TYPE_CHECKING:  # direct mode imports this module, and needs no Redis client
     from warmwhisk_protocol.registry import Registry
 
@@ -23,7 +25,9 @@ class Target(Protocol):
 
     name: str
 
-    def __call__(self, value: Any, activation: Any, timeout_s: float | None) -> Any: ...
+    def start(self, value: Any, activation: Any, timeout_s: float | None) -> Pending:
+        """Start the call for one activation (never blocks); its outcome is the result."""
+        ...
 
 
 class HostingError(Exception):
@@ -51,6 +55,10 @@ class HostedActions:
 
     def keys(self) -> list[str]:
         return sorted(self._ready)
+
+    def ready(self, key: str) -> Target | None:
+        """The action if it is loaded; None otherwise (`get` loads it, or waits for its load)."""
+        return self._ready.get(key)
 
     def get(self, key: str) -> Target:
         target = self._ready.get(key)

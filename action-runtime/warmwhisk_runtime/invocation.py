@@ -15,7 +15,7 @@ from .config import RuntimeConfig
 from .contract import ENV_PREFIX
 from .isolation import Activation, current_action_env, current_activation, quiet_activation
 from .models import Model, ModelProvider, declared_models, wants_models
-from .runner import DeadlineRunner
+from .runner import DeadlineRunner, Pending
 
 
 class Invocation:
@@ -43,20 +43,26 @@ class Invocation:
         with self._provider.leased(self.models):
             pass
 
-    def __call__(self, value: Any, activation: Activation, timeout_s: float | None) -> Any:
-        """The action's result for `value`; raises what the action raised, or DeadlineExceeded."""
+    def start(self, value: Any, activation: Activation, timeout_s: float | None) -> Pending:
+        """The action's call for `value`, under way: on an activation thread, or in a batch."""
         if self.batcher is not None:
-            return self.batcher.submit(value, timeout_s)
-        return self._runner.call(lambda: self._call_one(value, activation), timeout_s)
+            return self.batcher.enqueue(value, timeout_s)
+        return self._runner.start(lambda: self._call_one(value, activation))
 
     def _call_one(self, value: Any, activation: Activation) -> Any:
+        # Plain try/finally rather than `with action_env(...), leased(...)`: this runs once per
+        # activation, and two generator-based context managers cost as much as the rest of it.
         main = self.action.main
-        with action_env(self.env), self._provider.leased(self.models) as models:
-            activation.models = models
-            try:
-                return main(value, models) if self._pass_models else main(value)
-            finally:
-                activation.models = None
+        models = self._provider.lease(self.models)
+        token = None if self.env is None else current_action_env.set(self.env)
+        activation.models = models
+        try:
+            return main(value, models) if self._pass_models else main(value)
+        finally:
+            activation.models = None
+            if token is not None:
+                current_action_env.reset(token)
+            models.release()
 
     def _call_batch(self, batch: list[Any]) -> list[Any]:
         main = self.action.main

@@ -154,13 +154,22 @@ class ModelProvider:
                 configure_torch(self._torch_threads)
                 self._torch_configured = True
 
-    @contextlib.contextmanager
-    def leased(self, models: Mapping[str, Model]) -> Iterator[ActivationModels]:
-        """Lease `models` (and any the activation asks for later) until the block ends."""
+    def lease(self, models: Mapping[str, Model]) -> ActivationModels:
+        """Lease `models` (and any the activation asks for later) until `release()`."""
         leases = ActivationModels(self)
         try:
             for key, model in models.items():
                 leases.add(key, model)
+        except BaseException:
+            leases.release()
+            raise
+        return leases
+
+    @contextlib.contextmanager
+    def leased(self, models: Mapping[str, Model]) -> Iterator[ActivationModels]:
+        """`lease` for the length of a block."""
+        leases = self.lease(models)
+        try:
             yield leases
         finally:
             leases.release()

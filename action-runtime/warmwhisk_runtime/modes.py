@@ -42,8 +42,11 @@ class Mode(Protocol):
         """The action /init set up; raises ContractError (or what loading raised)."""
         ...
 
-    def target(self, initialized: Target | None, forwarding: Forwarding | None) -> Target:
-        """What a /run calls; raises ContractError when there is none (or it may not be called)."""
+    def target(
+        self, initialized: Target | None, forwarding: Forwarding | None, wait: bool = True
+    ) -> Target | None:
+        """What a /run calls; raises ContractError when there is none (or it may not be called).
+        With `wait` False, None when it is not ready yet (a host still loading the action)."""
         ...
 
     def health(self) -> dict[str, Any]: ...
@@ -56,7 +59,9 @@ class Mode(Protocol):
 class _OneAction:
     """Direct and routed modes: /run calls the one action /init set up; nothing runs beside."""
 
-    def target(self, initialized: Target | None, forwarding: Forwarding | None) -> Target:
+    def target(
+        self, initialized: Target | None, forwarding: Forwarding | None, wait: bool = True
+    ) -> Target | None:
         if initialized is None:
             raise ContractError(contract.FORBIDDEN, contract.ERR_NOT_INITIALIZED)
         return initialized
@@ -104,10 +109,13 @@ class RoutedMode(_OneAction):
     name = "routed"
     answers_with_envelope = False
 
-    def __init__(self, connect: Callable[[str, NamespaceCredential | None], Registry]) -> None:
+    def __init__(
+        self, connect: Callable[[str, NamespaceCredential | None], Registry], runner: DeadlineRunner
+    ) -> None:
         """`connect(namespace, credential)`: the registry of the action's namespace, logged in
         with the credential the action carries (None: the registry URL's own, if it has one)."""
         self._connect = connect
+        self._runner = runner
         self.router: Router | None = None
 
     def init(self, fields: dict[str, Any], timeout_s: float | None) -> Target:
@@ -119,7 +127,7 @@ class RoutedMode(_OneAction):
             raise ContractError(
                 contract.INIT_FAILED, f"Cannot register the action with the router: {exc}"
             ) from exc
-        return RoutedTarget(self.router, key)
+        return RoutedTarget(self.router, key, self._runner)
 
     def stop(self) -> None:
         if self.router is not None:
@@ -152,7 +160,9 @@ class HostMode:
     def init(self, fields: dict[str, Any], timeout_s: float | None) -> Target:
         raise ContractError(contract.FORBIDDEN, "A model host serves forwarded runs only; it takes no /init.")
 
-    def target(self, initialized: Target | None, forwarding: Forwarding | None) -> Target:
+    def target(
+        self, initialized: Target | None, forwarding: Forwarding | None, wait: bool = True
+    ) -> Target | None:
         given = ((forwarding.token if forwarding else None) or "").encode()
         if not hmac.compare_digest(given, self._token):
             raise ContractError(
@@ -161,6 +171,8 @@ class HostMode:
             )
         if forwarding is None or not forwarding.action_key:
             raise ContractError(contract.BAD_REQUEST, f"A model host needs the {ACTION_HEADER} header.")
+        if not wait:
+            return self.hosted.ready(forwarding.action_key)
         try:
             return self.hosted.get(forwarding.action_key)
         except HostingError as exc:

@@ -11,7 +11,6 @@ reported and skipped, and the activation retried once on another host; inference
 
 from __future__ import annotations
 
-import http.client
 import select
 import socket
 import sys
@@ -20,6 +19,8 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
+
+import httptools
 
 from warmwhisk_protocol.credentials import CREDENTIAL_PARAMETER, NamespaceCredential
 from warmwhisk_protocol.forwarding import ActionSpec, Envelope, EnvelopeError, Forwarding
@@ -30,6 +31,7 @@ if TYPE_CHECKING:  # direct mode imports this module, and needs no Redis client
 
 from . import contract
 from .contract import ContractError
+from .runner import DeadlineRunner, Pending
 
 
 class RoutingError(Exception):
@@ -90,8 +92,10 @@ class _NoAnswer(Exception):
     """The exchange failed before any byte of an answer arrived (the host may not have read it)."""
 
 
-# Errors of a send, or of waiting for the status line, that mean "the peer closed or reset it".
-_CLOSED = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, http.client.RemoteDisconnected)
+# Errors of a send, or of waiting for the answer's first byte, that mean "the peer closed or reset it".
+_CLOSED = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+# A forwarded answer is read in pieces of this size.
+_RECV_BYTES = 256 * 1024
 
 
 def _readable(sock: socket.socket) -> bool:
@@ -100,6 +104,86 @@ def _readable(sock: socket.socket) -> bool:
     poller = select.poll()
     poller.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
     return bool(poller.poll(0))
+
+
+class _Answer:
+    """One answer, parsed by httptools: its status, body, and whether the connection stays open."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.parts: list[bytes] = []
+        self.complete = False
+        self.status = 0
+        self.keep_alive = False
+
+    def on_body(self, body: bytes) -> None:
+        self.parts.append(body)
+
+    def on_message_complete(self) -> None:
+        # Read here: once the message is parsed the parser is ready for the next one.
+        self.complete = True
+        self.status = self.parser.get_status_code()
+        self.keep_alive = self.parser.should_keep_alive()
+
+
+class HostConnection:
+    """One keep-alive HTTP/1.1 connection to a model host: a blocking socket, each request written
+    with one send, each answer parsed by httptools (as the action port parses requests).
+
+    Why not http.client: it sends headers and body in two writes and parses the answer's headers
+    with the email package; measured, the forward's own CPU is about a third lower without."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.sock: socket.socket | None = None
+
+    def exchange(self, request: bytes, timeout_s: float | None) -> tuple[int, bytes, bool]:
+        """Send `request`, read the answer: (status, body, whether the connection stays open).
+        Raises `_NoAnswer` when the connection closed before the answer's first byte."""
+        if self.sock is None:
+            self.sock = socket.create_connection((self.host, self.port), timeout=timeout_s)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = self.sock
+        sock.settimeout(timeout_s)
+        try:
+            sock.sendall(request)
+            first = sock.recv(_RECV_BYTES)
+        except _CLOSED as exc:
+            raise _NoAnswer from exc
+        if not first:
+            raise _NoAnswer from ConnectionResetError("the host closed the connection")
+        answer = _Answer()
+        chunk = first
+        while True:
+            try:
+                answer.parser.feed_data(chunk)
+            except httptools.HttpParserError as exc:
+                raise HostFailed(f"the answer is not HTTP ({exc})") from exc
+            if answer.complete:
+                return answer.status, b"".join(answer.parts), answer.keep_alive
+            try:
+                chunk = sock.recv(_RECV_BYTES)
+            except _CLOSED as exc:
+                raise HostFailed(f"the answer broke off ({type(exc).__name__}: {exc})") from exc
+            if not chunk:
+                raise HostFailed("the answer broke off (the host closed the connection)")
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+def _request(address: str, body: bytes, headers: Mapping[str, str]) -> bytes:
+    """POST /run with `body` and `headers`, as bytes (header values may hold no line breaks)."""
+    lines = [f"POST /run HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n"]
+    lines.append(f"Content-Length: {len(body)}\r\n")
+    for name, value in headers.items():
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"the {name} header may hold no line break")
+        lines.append(f"{name}: {value}\r\n")
+    lines.append("\r\n")
+    return "".join(lines).encode("latin-1") + body
 
 
 class HostConnections:
@@ -118,7 +202,7 @@ class HostConnections:
     MAX_IDLE_PER_HOST = 64
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._idle: dict[str, list[tuple[http.client.HTTPConnection, float]]] = {}
+        self._idle: dict[str, list[tuple[HostConnection, float]]] = {}
         self._lock = threading.Lock()
         self._clock = clock
 
@@ -131,56 +215,40 @@ class HostConnections:
         keepalive_s: float = 0.0,
     ) -> tuple[int, bytes]:
         """POST /run. Raises `HostFailed` (the host's fault) or `TimeoutError` (the deadline)."""
+        request = _request(address, body, headers)
         conn = self._take(address, keepalive_s)
         if conn is not None:
             try:
-                return self._exchange(address, conn, body, headers, timeout_s)
+                return self._exchange(address, conn, request, timeout_s)
             except _NoAnswer:
                 pass  # a stale connection: the host closed it meanwhile; once more, on a new one
         try:
-            return self._exchange(address, self._connect(address), body, headers, timeout_s)
+            return self._exchange(address, self._connect(address), request, timeout_s)
         except _NoAnswer as exc:
             raise HostFailed(f"the connection closed before an answer ({exc.__cause__!r})") from exc
 
     def _exchange(
-        self,
-        address: str,
-        conn: http.client.HTTPConnection,
-        body: bytes,
-        headers: Mapping[str, str],
-        timeout_s: float | None,
+        self, address: str, conn: HostConnection, request: bytes, timeout_s: float | None
     ) -> tuple[int, bytes]:
-        conn.timeout = timeout_s
-        if conn.sock is not None:
-            conn.sock.settimeout(timeout_s)
         try:
             try:
-                conn.request("POST", "/run", body, {"Content-Type": "application/json", **headers})
-                response = conn.getresponse()
-            except TimeoutError:
+                status, payload, keep_alive = conn.exchange(request, timeout_s)
+            except (TimeoutError, _NoAnswer, HostFailed):
                 raise
-            except _CLOSED as exc:
-                raise _NoAnswer from exc
             except ConnectionRefusedError as exc:
                 raise HostFailed(f"connection refused ({exc})") from exc
-            except (OSError, http.client.HTTPException) as exc:
+            except OSError as exc:
                 raise HostFailed(f"{type(exc).__name__}: {exc}") from exc
-            try:
-                payload = response.read()
-            except TimeoutError:
-                raise
-            except (OSError, http.client.HTTPException) as exc:
-                raise HostFailed(f"the answer broke off ({type(exc).__name__}: {exc})") from exc
         except BaseException:
             conn.close()
             raise
-        if response.will_close:
-            conn.close()
-        else:
+        if keep_alive:
             self._give_back(address, conn)
-        return response.status, payload
+        else:
+            conn.close()
+        return status, payload
 
-    def _take(self, address: str, keepalive_s: float) -> http.client.HTTPConnection | None:
+    def _take(self, address: str, keepalive_s: float) -> HostConnection | None:
         """A pooled connection to `address` that is still usable, or None."""
         # Leave a margin: the host's own timer may run a little ahead of ours.
         max_idle = keepalive_s - max(0.25, 0.1 * keepalive_s) if keepalive_s > 0 else float("inf")
@@ -196,11 +264,11 @@ class HostConnections:
             conn.close()
 
     @staticmethod
-    def _connect(address: str) -> http.client.HTTPConnection:
+    def _connect(address: str) -> HostConnection:
         host, _, port = address.rpartition(":")
-        return http.client.HTTPConnection(host.strip("[]"), int(port))
+        return HostConnection(host.strip("[]"), int(port))
 
-    def _give_back(self, address: str, conn: http.client.HTTPConnection) -> None:
+    def _give_back(self, address: str, conn: HostConnection) -> None:
         with self._lock:
             idle = self._idle.setdefault(address, [])
             if len(idle) < self.MAX_IDLE_PER_HOST:
@@ -360,12 +428,15 @@ def _unwrap(status: int, payload: bytes, host_id: str) -> Envelope:
 
 
 class RoutedTarget:
-    """Routed mode's action: every activation is forwarded to a warm host."""
+    """Routed mode's action: every activation is forwarded to a warm host, on a worker thread
+    (the forward blocks on Redis and the host; it keeps the deadline itself)."""
 
-    def __init__(self, router: Router, key: str) -> None:
+    def __init__(self, router: Router, key: str, runner: DeadlineRunner) -> None:
         self.router = router
         self.key = key
         self.name = key
+        self._runner = runner
 
-    def __call__(self, value: Any, activation: Any, timeout_s: float | None) -> Envelope:
-        return self.router.forward(self.key, activation.body, timeout_s)
+    def start(self, value: Any, activation: Any, timeout_s: float | None) -> Pending:
+        body = activation.body
+        return self._runner.start(lambda: self.router.forward(self.key, body, timeout_s), interruptible=False)

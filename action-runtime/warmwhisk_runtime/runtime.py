@@ -1,7 +1,8 @@
 """The action container's behaviour, independent of HTTP: /init once, then many /run.
 
 `Runtime.init` and `Runtime.run` take a request body (bytes) and return `(status, JSON bytes)`;
-the WSGI layer in `app.py` only moves bytes. Statuses and messages follow `contract.py`.
+`/run` also comes in steps an event loop can drive (`prepare_run`, `launch`, `finish_run`): the
+HTTP layer (`protocol.py`, `app.py`) only moves bytes. Statuses and messages follow `contract.py`.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from warmwhisk_protocol.forwarding import Envelope, Forwarding
 
-from . import contract
+from . import contract, jsoncodec
 from .config import RuntimeConfig
 from .contract import ContractError, error_body
 from .hosting import Target
@@ -25,7 +27,7 @@ from .metrics import RuntimeMetrics
 from .modes import Mode
 from .procmem import IdleHeapTrimmer, own_pss_bytes
 from .router import RoutingError
-from .runner import DeadlineExceeded, DeadlineRunner, now_ms, seconds_left
+from .runner import DeadlineExceeded, DeadlineRunner, Pending, now_ms, seconds_left
 from .store import ModelError, ModelStore
 
 Response = tuple[int, bytes]
@@ -40,6 +42,48 @@ def json_response(status: int, body: dict[str, Any] | list[Any]) -> Response:
 
 def error_response(status: int, message: str) -> Response:
     return json_response(status, error_body(message))
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A /run that passed the contract's checks: what it calls, with what, until when."""
+
+    target: Target
+    value: Any
+    context: dict[str, str]  # its __OW_* values
+    deadline: float | None  # epoch ms, when enforced
+    raw: bytes  # the body as received (routed mode forwards it unchanged)
+
+
+@dataclass(frozen=True)
+class ActiveRun:
+    """A /run that holds a slot and whose call is under way."""
+
+    activation: Activation
+    pending: Pending
+    timeout_s: float | None  # from its start to its deadline
+    started: float  # perf_counter() at its start
+
+
+class _Failed:
+    """A call that failed before it was under way (the target raised while starting it)."""
+
+    enforces_deadline = False
+
+    def __init__(self, error: BaseException) -> None:
+        self._error = error
+
+    def when_done(self, callback: Callable[[], None]) -> None:
+        callback()
+
+    def wait(self, timeout_s: float | None) -> bool:
+        return True
+
+    def expire(self) -> bool:
+        return False
+
+    def outcome(self) -> Any:
+        raise self._error
 
 
 # WARMWHISK_MAX_STUCK: activations allowed to run on past their deadline (they caught the
@@ -90,6 +134,9 @@ class Runtime:
         self.retire: Callable[[], None] | None = None
         self._retired = False
         self._health_lock = threading.Lock()
+        # Called after each slot is given back (any thread): an event loop resumes the runs that
+        # found no free slot (`app.ActionApp`).
+        self.slot_freed: Callable[[], None] | None = None
         metrics.watch_stuck(lambda: runner.stuck)
 
     # ----------------------------------------------------------------------------------- /init
@@ -138,30 +185,63 @@ class Runtime:
         return error_response(status, message)
 
     # ------------------------------------------------------------------------------------ /run
+    # A /run in three steps, so that an event loop can drive it without a thread of its own
+    # (`app.ActionApp`): `prepare_run` (parse, check, find the target), `launch` (a slot, then the
+    # target's call under way: a `Pending`) and `finish_run` (once the outcome is known, or the
+    # deadline came first: logs, metrics, the answer). `run` does all three on the caller's thread.
     def run(self, raw: bytes, forwarding: Forwarding | None = None) -> Response:
-        """A /run; `forwarding` says which action a router forwarded it for (host mode)."""
+        """A /run, answered when done; `forwarding` says which action a router forwarded it for
+        (host mode)."""
+        request = self.prepare_run(raw, forwarding)
+        if not isinstance(request, RunRequest):
+            return request
+        started = self.launch(request)
+        if not isinstance(started, ActiveRun):
+            return started
+        pending = started.pending
+        timeout_s = started.timeout_s if pending.enforces_deadline else None
+        expired = not pending.wait(timeout_s) and pending.expire()
+        if not expired:
+            pending.wait(None)  # finished just as the deadline came
+        return self.finish_run(started, expired)
+
+    def prepare_run(
+        self, raw: bytes, forwarding: Forwarding | None, wait: bool = True
+    ) -> RunRequest | Response | None:
+        """Parse and check a /run and find what it calls. None (only with `wait` False): the
+        target is not ready (a host still loading the action); `prepare_run` with `wait` blocks."""
         if self.unhealthy is not None:
             return self._unavailable()
         try:
-            target = self.mode.target(self.action, forwarding)
+            target = self.mode.target(self.action, forwarding, wait)
+            if target is None:
+                return None
             body = contract.parse_json_object(raw, "/run")
             value, context = contract.run_fields(body)
             deadline = contract.deadline_ms(context, now_ms())
         except ContractError as exc:
             return self._refuse(exc.status, exc.message)
-        if not self._admit(deadline):
+        return RunRequest(target, value, context, deadline, raw)
+
+    def launch(self, request: RunRequest, wait: bool = True) -> ActiveRun | Response | None:
+        """Take an activation slot (waiting until the deadline for one, if `wait`; None without
+        `wait` when none is free) and start the target's call."""
+        if not self._slots.acquire(blocking=False):
             if not self.config.concurrent:
                 return self._refuse(contract.FORBIDDEN, contract.ERR_BUSY)
-            return self._refuse(contract.OK, "No activation slot became free before the deadline.")
+            if not wait:
+                return None
+            if not self._slots.acquire(timeout=seconds_left(request.deadline, now_ms())):
+                return self.no_slot()
         try:
-            return self._run_admitted(target, value, context, deadline, raw)
-        finally:
-            self._slots.release()
+            return self._start(request)
+        except BaseException:
+            self._release_slot()
+            raise
 
-    def _admit(self, deadline: float | None) -> bool:
-        if not self.config.concurrent:
-            return self._slots.acquire(blocking=False)
-        return self._slots.acquire(timeout=seconds_left(deadline, now_ms()))
+    def no_slot(self) -> Response:
+        """The answer to a run that found no free slot before its deadline."""
+        return self._refuse(contract.OK, "No activation slot became free before the deadline.")
 
     def _refuse(self, status: int, message: str) -> Response:
         """A run that never reached the action: logged, no sentinel (only accepted runs write one)."""
@@ -169,18 +249,30 @@ class Runtime:
         self.metrics.count_error("refused")
         return error_response(status, message)
 
-    def _run_admitted(
-        self, target: Target, value: Any, context: dict[str, str], deadline: float | None, raw: bytes
-    ) -> Response:
-        activation = Activation(env=context, log=ActivationLog(limit=self.config.max_log_bytes), body=raw)
-        token = current_activation.set(activation)
+    def _start(self, request: RunRequest) -> ActiveRun:
+        activation = Activation(
+            env=request.context, log=ActivationLog(limit=self.config.max_log_bytes), body=request.raw
+        )
         self.metrics.in_flight.inc()
         self._activity.begin()
         started = time.perf_counter()
+        timeout_s = seconds_left(request.deadline, now_ms())
+        # The activation is the context of the call (the target copies the context it starts in).
+        token = current_activation.set(activation)
         try:
-            status, result, failure = self._call(target, value, activation, deadline)
+            pending: Pending = request.target.start(request.value, activation, timeout_s)
+        except BaseException as exc:  # noqa: BLE001 - answered as the activation's failure
+            pending = _Failed(exc)
         finally:
             current_activation.reset(token)
+        return ActiveRun(activation, pending, timeout_s, started)
+
+    def finish_run(self, run: ActiveRun, expired: bool) -> Response:
+        """The answer to a run whose call is done, or whose deadline came first (`expired`)."""
+        activation = run.activation
+        try:
+            status, result, failure = self._outcome(run, expired)
+        finally:
             if self.mode.answers_with_envelope:
                 logs = activation.log.close()
             else:
@@ -188,20 +280,27 @@ class Runtime:
             self.metrics.in_flight.dec()
             self._activity.end()
             self._retire_when_drained()
-        self.metrics.duration.observe(time.perf_counter() - started)
+            self._release_slot()
+        self.metrics.duration.observe(time.perf_counter() - run.started)
         self.metrics.count_activation(failure)
         if self.mode.answers_with_envelope:
             envelope = Envelope(status, result, failure is None, logs["stdout"], logs["stderr"])
             return contract.OK, envelope.encode()
         return status, result
 
-    def _call(
-        self, target: Target, value: Any, activation: Activation, deadline: float | None
-    ) -> tuple[int, bytes, str | None]:
-        """Call the action; return status, JSON body and the failure kind (None on success)."""
+    def _release_slot(self) -> None:
+        self._slots.release()
+        if self.slot_freed is not None:
+            self.slot_freed()
+
+    def _outcome(self, run: ActiveRun, expired: bool) -> tuple[int, bytes, str | None]:
+        """The call's status, JSON body and failure kind (None on success)."""
+        activation = run.activation
         log = activation.log
         try:
-            result = target(value, activation, seconds_left(deadline, now_ms()))
+            if expired:
+                raise DeadlineExceeded
+            result = run.pending.outcome()
         except DeadlineExceeded:
             self._count_stuck()
             message = (
@@ -218,7 +317,7 @@ class Runtime:
             log.append("stderr", f"The action called sys.exit({exc.code!r}).\n")
             return *error_response(contract.BAD_REQUEST, contract.ERR_EXITED), "exit"
         except BaseException as exc:  # noqa: BLE001 - any failure of action code is its result
-            log.append("stderr", traceback.format_exc())
+            log.append("stderr", "".join(traceback.format_exception(exc)))
             return *error_response(
                 contract.OK, f"An error has occurred: {type(exc).__name__}: {exc}"
             ), "exception"
@@ -229,7 +328,7 @@ class Runtime:
         if not isinstance(result, (dict, list)):
             return *error_response(contract.BAD_RESULT, contract.ERR_NOT_DICT), "result"
         try:
-            payload = _ENCODER.encode(result).encode()
+            payload = jsoncodec.dumps(result)
         except (TypeError, ValueError, RecursionError) as exc:
             message = f"The action's result is not valid JSON: {exc}"
             log.append("stderr", message + "\n")

@@ -1,9 +1,10 @@
-"""Serving the runtime: gunicorn, one worker process, many threads.
+"""Serving the runtime: gunicorn, one worker process with an event loop and activation threads.
 
-One process, so every activation in the container shares one copy of the action's state (and,
-later, of its models); threads, so activations overlap. The worker builds the runtime after
-the fork (`Service.build`), which is also where it installs per-activation isolation and starts
-the metrics port and the mode's background work; gunicorn's `worker_exit` hook stops them
+One process, so every activation in the container shares one copy of the action's state (and
+of its models); an event loop for HTTP (`worker.ActionWorker`, `protocol.py`) and a thread per
+running activation, so activations overlap. The worker builds the runtime after the fork
+(`Service.build`), which is also where it installs per-activation isolation and starts the
+metrics port and the mode's background work; gunicorn's `worker_exit` hook stops them
 (`Service.close`).
 """
 
@@ -30,9 +31,11 @@ from .metrics import MetricsServer, RuntimeMetrics
 from .models import ModelProvider
 from .modes import DirectMode, HostMode, Mode, RoutedMode
 from .procmem import IdleHeapTrimmer, own_pss_bytes
+from .protocol import ActionServer, Limits
 from .runner import DeadlineRunner
 from .runtime import Runtime
 from .store import ModelStore
+from .worker import ActionWorker
 
 
 @dataclass
@@ -41,6 +44,7 @@ class Service:
 
     runtime: Runtime
     app: ActionApp
+    server: ActionServer
     metrics_server: MetricsServer | None = None
     preload: threading.Thread | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
@@ -60,7 +64,15 @@ class Service:
         loader = ActionLoader(config, provider, runner, metrics.batch_size.observe)
         mode = _mode(config, loader, runner, store, activity)
         runtime = Runtime(config, sink, metrics, store, runner, mode, activity)
-        service = cls(runtime, ActionApp(runtime, config.max_body_bytes))
+        app = ActionApp(runtime, runner)
+        limits = Limits(
+            max_body_bytes=config.max_body_bytes,
+            keepalive_s=config.keepalive_s,
+            header_timeout_s=config.header_timeout_s,
+            body_timeout_s=config.body_timeout_s,
+            max_connections=config.max_connections,
+        )
+        service = cls(runtime, app, ActionServer(app, limits))
         if config.preload:
             service.preload = threading.Thread(
                 target=provider.preload, args=(config.preload, service._stopping), name="preload", daemon=True
@@ -115,7 +127,7 @@ def _mode(
         return RedisRegistry(client, keys.namespace(namespace), heartbeat_ttl_s=config.heartbeat_ttl_s)
 
     if config.mode == "routed":
-        return RoutedMode(connect)
+        return RoutedMode(connect, runner)
     assert config.secrets is not None  # config refuses host mode without them
     registry = connect(config.namespace, None, config.secrets.registry_url)
     hosted = HostedActions(registry, config.namespace, loader.load_registered)
@@ -175,10 +187,10 @@ class RuntimeServer(BaseApplication):
         settings: dict[str, Any] = {
             "bind": [_bind(self._config.host, self._config.port)],
             "workers": 1,
-            "worker_class": "gthread",
-            "threads": self._config.server_threads,
-            "keepalive": self._config.keepalive_s,
-            # The worker's main loop heartbeats even while every thread runs a long activation.
+            # An event loop for HTTP, the runtime's own threads for activations (worker.py); its
+            # connection limits and time-outs come from RuntimeConfig (protocol.Limits).
+            "worker_class": f"{ActionWorker.__module__}.{ActionWorker.__qualname__}",
+            # The worker's loop heartbeats every second, whatever the activations do.
             "timeout": 120,
             # On SIGTERM (docker stop) running activations get this long to finish.
             "graceful_timeout": 30,
@@ -196,11 +208,11 @@ class RuntimeServer(BaseApplication):
         for key, value in settings.items():
             self.cfg.set(key, value)
 
-    def load(self) -> ActionApp:
+    def load(self) -> ActionServer:
         self._service = Service.build(self._config)
         self._service.runtime.retire = self._retire_worker
         self._service.start()
-        return self._service.app
+        return self._service.server
 
     @staticmethod
     def _retire_worker() -> None:

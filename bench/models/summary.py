@@ -22,6 +22,8 @@ def headline(mem: dict | None, cold: dict | None, tp: dict | None) -> dict[str, 
         "throughput_ratio_vs_inprocess": rnd(tp and tp["bert_summary"]["throughput_ratio_vs_inprocess"]),
         "batching_gain_bert": rnd(tp and tp["bert_summary"]["batching_gain"]),
         "batching_gain_small": rnd(tp and tp["digits"]["batching_gain"]),
+        # the most batching could give digits if its model cost nothing (HTTP, JSON, the batcher)
+        "batching_ceiling_small": rnd(tp and tp["digits"]["batching_gain_ceiling"]),
     }
 
 

@@ -1,6 +1,7 @@
 """The HTTP floors the runtime is judged against: a ten-line WSGI function and a Flask app, each
-under the runtime's own gunicorn setup (`RuntimeServer.load_config`: 1 worker, gthread, the same
-thread count and keep-alive, timeouts, logging), so only the WSGI application differs."""
+under gunicorn as the runtime ran before its event loop (`RuntimeServer.load_config`'s bind,
+time-outs and logging, then gunicorn's gthread worker: 1 process, one thread per admitted
+activation plus 4, the same keep-alive), i.e. the card's stack: bare gunicorn + Flask."""
 
 from __future__ import annotations
 
@@ -49,6 +50,16 @@ def serve(kind: str, port: int) -> None:
     app = _flask_echo() if kind == "flask" else _wsgi_echo
 
     class FloorServer(RuntimeServer):
+        def load_config(self) -> None:
+            super().load_config()
+            # WSGI apps: gunicorn's thread-per-request worker, sized as the runtime's was.
+            for key, value in {
+                "worker_class": "gthread",
+                "threads": config.server_threads,
+                "keepalive": config.keepalive_s,
+            }.items():
+                self.cfg.set(key, value)
+
         def load(self) -> Any:
             return app
 
