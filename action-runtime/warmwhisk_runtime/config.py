@@ -37,6 +37,11 @@ class RuntimeConfig:
     # Log bytes kept per activation and stream (OpenWhisk's default log limit is 10 MB).
     # `WARMWHISK_MAX_LOG_BYTES`.
     max_log_bytes: int = 10 * MIB
+    # Write the activation id after each sentinel (`XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX <id>`),
+    # so that a log collector can give each of several concurrent activations its own block.
+    # Off by default: OpenWhisk's Kubernetes collector compares the sentinel line exactly.
+    # `WARMWHISK_LOG_ACTIVATION_IDS`.
+    log_activation_ids: bool = False
     # A handler baked into the image, used by an /init without code (a `--docker` action with
     # no file): `path/to/file.py[:function]` or `dir[:function]` (dir holds `__main__.py`).
     # `WARMWHISK_HANDLER`.
@@ -165,6 +170,7 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> RuntimeConfi
         max_body_bytes=_positive_int(environ, "WARMWHISK_MAX_BODY_BYTES", 64 * MIB),
         max_zip_bytes=_positive_int(environ, "WARMWHISK_MAX_ZIP_BYTES", 1024 * MIB),
         max_log_bytes=_positive_int(environ, "WARMWHISK_MAX_LOG_BYTES", 10 * MIB),
+        log_activation_ids=_truthy(environ.get("WARMWHISK_LOG_ACTIVATION_IDS")),
         handler=environ.get("WARMWHISK_HANDLER") or None,
         action_dir=environ.get("WARMWHISK_ACTION_DIR") or None,
         keepalive_s=_positive_int(environ, Env.KEEPALIVE_S, 75),

@@ -179,11 +179,16 @@ class ActivationEnviron(MutableMapping[str, str]):
 
 
 class LogSink:
-    """The real stdout/stderr, written under one lock so blocks never interleave."""
+    """The real stdout/stderr, written under one lock so blocks never interleave.
 
-    def __init__(self, stdout: TextIO, stderr: TextIO) -> None:
+    With `tag_sentinels`, each sentinel line carries the activation id it ends (when the id is a
+    plain token), for a collector that separates concurrent activations (`config.log_activation_ids`).
+    """
+
+    def __init__(self, stdout: TextIO, stderr: TextIO, tag_sentinels: bool = False) -> None:
         self.stdout = stdout
         self.stderr = stderr
+        self.tag_sentinels = tag_sentinels
         self._lock = threading.Lock()
 
     def write_direct(self, stream: str, text: str) -> None:
@@ -192,12 +197,14 @@ class LogSink:
             real.write(text)
             real.flush()
 
-    def emit(self, log: ActivationLog | None) -> None:
+    def emit(self, log: ActivationLog | None, activation_id: str = "") -> None:
         """Close an activation's log and write it, then one sentinel line per stream, flushed."""
         texts = {"stdout": "", "stderr": ""} if log is None else log.close()
+        tagged = self.tag_sentinels and activation_id.isascii() and activation_id.isalnum()
+        sentinel = f"{SENTINEL} {activation_id}" if tagged else SENTINEL
         with self._lock:
             for real, text in ((self.stdout, texts["stdout"]), (self.stderr, texts["stderr"])):
-                real.write(text + SENTINEL + "\n")
+                real.write(text + sentinel + "\n")
                 real.flush()
 
 

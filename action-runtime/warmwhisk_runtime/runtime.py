@@ -276,7 +276,7 @@ class Runtime:
             if self.mode.answers_with_envelope:
                 logs = activation.log.close()
             else:
-                self.sink.emit(activation.log)
+                self.sink.emit(activation.log, activation.env.get(contract.env_name("activation_id"), ""))
             self.metrics.in_flight.dec()
             self._activity.end()
             self._retire_when_drained()

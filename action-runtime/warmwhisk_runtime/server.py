@@ -52,7 +52,7 @@ class Service:
     @classmethod
     def build(cls, config: RuntimeConfig) -> Service:
         """Wire the runtime's parts together in this process (nothing started yet)."""
-        sink = LogSink(sys.stdout, sys.stderr)
+        sink = LogSink(sys.stdout, sys.stderr, tag_sentinels=config.log_activation_ids)
         environ = ActivationEnviron(os.environ, masked={env_name(key) for key in ACTIVATION_CONTEXT_KEYS})
         install(sink, environ)
         metrics = RuntimeMetrics()

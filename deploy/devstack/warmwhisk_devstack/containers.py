@@ -11,10 +11,12 @@ address on :8080, the stack gives each a free port in `PORT` (the warmwhisk runt
 blackbox image must too) and `WARMWHISK_HOST=127.0.0.1`.
 
 Logs: OpenWhisk reads each activation's lines up to the sentinel printed on stdout and stderr.
-`LogCollector` follows both streams of a container and cuts them into blocks at the sentinels;
-the invoker takes one block per finished run, in the order the runs finished. The runtime writes
-an activation's whole block just before it answers, so the order matches; two runs that finish
-within the same instant on one container could swap their blocks.
+`LogCollector` follows both streams of a container and cuts them into blocks at the sentinels.
+The stack's runtime containers get `WARMWHISK_LOG_ACTIVATION_IDS=true`, so each sentinel names the
+activation it ends and the invoker takes a run's own block even when several runs of one
+container finish at the same instant (OpenWhisk lists interleaved logs of concurrent activations
+as a known issue, docs/intra-concurrency.md). A block without an id (a failed /init, a blackbox
+image) is taken in the order the blocks came.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ OPENWHISK_DEFAULTS: dict[str, Any] = {
 # Docker's json-file log: OpenWhisk waits this long between lines for the sentinels.
 LOG_IDLE_S = 2.0
 # What one activation's block may hold (OpenWhisk's largest log limit) and how many finished
-# blocks a container may have waiting to be taken: past them, lines and blocks are dropped.
+# blocks a container may have waiting to be taken: past them, lines and the oldest blocks are dropped.
 MAX_BLOCK_BYTES = 10 * 1024 * 1024
 MAX_WAITING_BLOCKS = 1024
 
@@ -87,6 +89,11 @@ class LogCollector:
     """Both streams of one container, cut into blocks at the sentinels (a thread per stream)."""
 
     def __init__(self, container: Any, max_line_chars: int = 16 * 1024) -> None:
+        # per stream: blocks whose sentinel named an activation, and those in order without one
+        self._tagged: dict[str, collections.OrderedDict[str, list[str]]] = {
+            "stdout": collections.OrderedDict(),
+            "stderr": collections.OrderedDict(),
+        }
         self._blocks: dict[str, collections.deque[list[str]]] = {
             "stdout": collections.deque(maxlen=MAX_WAITING_BLOCKS),
             "stderr": collections.deque(maxlen=MAX_WAITING_BLOCKS),
@@ -117,25 +124,39 @@ class LogCollector:
                 for raw in complete:
                     stamp, _, text = raw.decode(errors="replace").partition(" ")
                     if SENTINEL in text:
-                        with self._changed:
-                            self._blocks[stream].append(lines)
-                            self._changed.notify_all()
+                        self._finished(stream, text.partition(SENTINEL)[2].strip(), lines)
                         lines, size = [], 0
                     elif size < MAX_BLOCK_BYTES:
                         line = f"{stamp:<30} {stream}: {text[: self._max_line]}"
                         lines.append(line)
                         size += len(line)
 
-    def take(self, timeout_s: float = LOG_IDLE_S) -> list[str] | None:
-        """The next block of each stream, interleaved by time; None when they do not arrive."""
+    def _finished(self, stream: str, activation_id: str, lines: list[str]) -> None:
+        with self._changed:
+            if activation_id:
+                tagged = self._tagged[stream]
+                tagged[activation_id] = lines
+                if len(tagged) > MAX_WAITING_BLOCKS:
+                    tagged.popitem(last=False)
+            else:
+                self._blocks[stream].append(lines)
+            self._changed.notify_all()
+
+    def take(self, activation_id: str = "", timeout_s: float = LOG_IDLE_S) -> list[str] | None:
+        """The block of each stream that ends `activation_id` (else the next block without an id),
+        interleaved by time; None when they do not arrive."""
         deadline = time.monotonic() + timeout_s
         with self._changed:
-            while not (self._blocks["stdout"] and self._blocks["stderr"]):
+            while True:
+                if all(activation_id in self._tagged[stream] for stream in ("stdout", "stderr")):
+                    blocks = [self._tagged[stream].pop(activation_id) for stream in ("stdout", "stderr")]
+                    return sorted(blocks[0] + blocks[1])
+                if self._blocks["stdout"] and self._blocks["stderr"]:
+                    return sorted(self._blocks["stdout"].popleft() + self._blocks["stderr"].popleft())
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None
                 self._changed.wait(left)
-            return sorted(self._blocks["stdout"].popleft() + self._blocks["stderr"].popleft())
 
 
 @dataclass

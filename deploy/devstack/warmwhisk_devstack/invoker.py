@@ -313,7 +313,7 @@ class Invoker:
     async def _collect_logs(self, container: Container, stored: dict[str, Any], limit_bytes: int) -> None:
         """The run's block of each stream; taken even at a log limit of 0 (then dropped), so the
         next run on this container gets its own."""
-        lines = await asyncio.to_thread(container.logs.take)
+        lines = await asyncio.to_thread(container.logs.take, stored["activationId"])
         if limit_bytes == 0:
             return
         if lines is None:

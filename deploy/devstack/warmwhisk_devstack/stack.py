@@ -42,6 +42,8 @@ from .store import Store
 
 Mode = Literal["warmwhisk", "stock"]
 ALLOW_CONCURRENT = "__OW_ALLOW_CONCURRENT"
+# Each sentinel names its activation, so logs of concurrent runs stay apart (containers.LogCollector).
+LOG_ACTIVATION_IDS = "WARMWHISK_LOG_ACTIVATION_IDS"
 MIB = 1024 * 1024
 
 
@@ -141,10 +143,11 @@ class Stack:
             config = ContainerConfig(
                 registry_address=without_credential(self.redis.url), models_dir=models, prefix=prefix
             )
-            env = config.environment()
+            env = {**config.environment(), LOG_ACTIVATION_IDS: "true"}
         else:
             config = ContainerConfig(mode="direct", models_dir=models)
-            env = {**config.environment(), ALLOW_CONCURRENT: "false"}  # OpenWhisk's own extraEnvVars_0
+            # OpenWhisk's own extraEnvVars_0
+            env = {**config.environment(), ALLOW_CONCURRENT: "false", LOG_ACTIVATION_IDS: "true"}
         volumes = {}
         for value in config.docker_args().get("volume", []):
             source, target, mode = value.split(":")
