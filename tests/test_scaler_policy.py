@@ -343,7 +343,7 @@ def test_idle_hosts_go_after_keep_alive_least_recently_active_first_never_below_
 
 
 def test_min_hosts_zero_scales_to_zero_but_not_while_work_waits_or_runs() -> None:
-    config = HybridConfig(keep_alive_s=60.0, min_hosts=0)
+    config = HybridConfig(keep_alive_s=60.0, last_host_keep_alive_s=60.0, min_hosts=0)
     idle = [host(0, last_active_at=0.0), host(1, last_active_at=0.0)]
     decisions, _ = HYBRID.decide(observe(61.0, idle), HYBRID.initial_state(), config)
     assert sorted(removed(decisions)) == ["h0", "h1"]
@@ -352,6 +352,38 @@ def test_min_hosts_zero_scales_to_zero_but_not_while_work_waits_or_runs() -> Non
     assert removed(decisions) == ["h1"]
     decisions, _ = HYBRID.decide(observe(61.0, idle, queued=1), HYBRID.initial_state(), config)
     assert removed(decisions) == []
+
+
+def test_the_last_host_stays_for_the_longer_keep_alive_surplus_hosts_go_sooner() -> None:
+    config = HybridConfig(keep_alive_s=60.0, last_host_keep_alive_s=600.0, adapt_keep_alive=False)
+    idle = [host(0, last_active_at=0.0), host(1, last_active_at=5.0)]
+    decisions, _ = HYBRID.decide(observe(70.0, idle), HYBRID.initial_state(), config)
+    assert removed(decisions) == ["h0"]  # surplus: 60 s; h1, the most recently active, stays
+    decisions, _ = HYBRID.decide(observe(604.0, idle[1:]), HYBRID.initial_state(), config)
+    assert removed(decisions) == []
+    decisions, _ = HYBRID.decide(observe(605.0, idle[1:]), HYBRID.initial_state(), config)
+    assert removed(decisions) == ["h1"]  # idle 600 s: the pool scales to zero
+
+
+def test_a_premature_removal_lengthens_the_pools_keep_alive_a_right_one_shortens_it() -> None:
+    config = HybridConfig(keep_alive_s=60.0, last_host_keep_alive_s=600.0, initial_limit=1)
+    two = [host(0, last_active_at=0.0), host(1, last_active_at=10.0, in_flight=1)]
+    decisions, state = HYBRID.decide(observe(61.0, two), HYBRID.initial_state(), config)
+    assert removed(decisions) == ["h0"] and state.removed_at == 61.0
+    # 200 s later a burst needs a second host again: the removed one would have served it had it
+    # stayed 60 + 200 s; the pool keeps surplus hosts that long from now on.
+    busy = [host(1, last_active_at=250.0, in_flight=1)]
+    decisions, state = HYBRID.decide(observe(261.0, busy, queued=5, arrivals_per_s=2.0), state, config)
+    assert added(decisions) >= 1 and state.keep_alive_s == pytest.approx(260.0)
+    two = [host(1, last_active_at=300.0), host(2, last_active_at=400.0, in_flight=1)]
+    decisions, state = HYBRID.decide(observe(500.0, two), state, config)
+    assert removed(decisions) == []  # idle 200 s < 260 s
+    decisions, state = HYBRID.decide(observe(560.0, two), state, config)
+    assert removed(decisions) == ["h1"]
+    # No add for last_host_keep_alive_s after that removal: it was right, halve (not below 60 s).
+    one = [host(2, last_active_at=1100.0, in_flight=1)]
+    _, state = HYBRID.decide(observe(1160.0, one), state, config)
+    assert state.keep_alive_s == pytest.approx(130.0) and state.removed_at is None
 
 
 def test_min_hosts_are_started_without_traffic() -> None:

@@ -19,7 +19,12 @@ Per pool (one model), every tick:
    cheaper; otherwise start, in one decision, the hosts that serve the arrival rate and drain
    the queue within one cold start (counting hosts already starting).
 4. **Keep-alive**: stop hosts idle for ``keep_alive_s``, least recently active first, never below
-   ``min_hosts`` (0 = scale to zero) and never while activations wait.
+   ``min_hosts`` (0 = scale to zero) and never while activations wait. The pool's last host, whose
+   removal turns the next activation into a cold start (container + model load), waits the longer
+   ``last_host_keep_alive_s``; surplus hosts, whose removal costs at most a later scale-up, go
+   after the pool's keep-alive: ``keep_alive_s`` at first, doubled when hosts had to be added
+   again within one keep-alive of a removal (bursts further apart than it), halved when a
+   removal held for one keep-alive, between ``keep_alive_s`` and ``last_host_keep_alive_s``.
 
 Pure: ``decide_hybrid(observation, state, config)`` reads no clock and does no I/O.
 """
@@ -69,8 +74,23 @@ class HybridConfig:
     limit_settle_s: float = 10.0
     # How long a learned limit ceiling holds before raising may be tried again (s).
     reprobe_after_s: float = 600.0
-    # A warm host idle (nothing in flight) this long is stopped (s).
+    # A warm host idle (nothing in flight) this long is stopped while the pool keeps another live
+    # host (s): a surplus host, whose removal costs at most a scale-up later. The pool's own value
+    # starts here and adapts (``adapt_keep_alive``).
     keep_alive_s: float = 120.0
+    # Adapt the surplus keep-alive per pool: when hosts had to be added again within
+    # last_host_keep_alive_s of a keep-alive removal (load in bursts further apart than the
+    # keep-alive: each burst paid model loads the removed host would have saved), lengthen it to
+    # what would have kept that host (at least ×2, at most last_host_keep_alive_s); when no add
+    # followed for last_host_keep_alive_s, halve it (at least keep_alive_s). False: every surplus
+    # host goes after keep_alive_s.
+    adapt_keep_alive: bool = True
+    # The pool's last host is stopped only after idle this long (s), at least keep_alive_s:
+    # removing it makes the next activation a cold start (container start + model load). Default:
+    # OpenWhisk's idle-container timeout (10 min, `whisk.container-proxy.timeouts.idle-container`),
+    # so an idle pool waits no sooner than stock OpenWhisk would; surplus hosts still go after
+    # keep_alive_s.
+    last_host_keep_alive_s: float = 600.0
     # Run time assumed while none has been measured (s).
     assumed_service_time_s: float = 1.0
     # Cold start assumed while none has been measured (s).
@@ -99,9 +119,10 @@ class HybridConfig:
             self.limit_settle_s,
             self.reprobe_after_s,
             self.keep_alive_s,
+            self.last_host_keep_alive_s,
         )
         if min(rest) < 0:
-            raise ValueError("gain, tolerance, settle, reprobe and keep-alive must be >= 0")
+            raise ValueError("gain, tolerance, settle, reprobe and keep-alives must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -131,6 +152,10 @@ class HybridState:
     # when they are not. A raise needs a full window at the current limit, so that the throughput
     # it is judged against was measured with the hosts full.
     full_since: float | None = None
+    # The pool's surplus keep-alive (s); None: config.keep_alive_s. And when the keep-alive last
+    # stopped a host, while that removal is judged (an add within one keep-alive: premature).
+    keep_alive_s: float | None = None
+    removed_at: float | None = None
 
 
 # --- step functions ----------------------------------------------------------------------------
@@ -358,17 +383,48 @@ def queue_or_add(obs: Observation, limit: int, config: HybridConfig) -> Decision
     )
 
 
-def idle_past_keep_alive(obs: Observation, config: HybridConfig) -> tuple[str, ...]:
-    """Warm hosts idle for keep_alive_s, least recently active first, as many as min_hosts allows;
-    none while activations wait."""
+def pool_keep_alive_s(state: HybridState, config: HybridConfig) -> float:
+    """The pool's surplus keep-alive now (s)."""
+    return state.keep_alive_s if state.keep_alive_s is not None else config.keep_alive_s
+
+
+def judge_removal(state: HybridState, now: float, adding: bool, config: HybridConfig) -> HybridState:
+    """Adapt the pool's surplus keep-alive to the last keep-alive removal. Hosts added again
+    within last_host_keep_alive_s of it: the removed host would have served them had it been kept
+    that much longer, so keep hosts that long from now on (at least twice as long). No add for
+    last_host_keep_alive_s: the removal was right, halve. Always within [keep_alive_s,
+    last_host_keep_alive_s]."""
+    if state.removed_at is None or not config.adapt_keep_alive:
+        return state
+    keep, top = pool_keep_alive_s(state, config), max(config.keep_alive_s, config.last_host_keep_alive_s)
+    since = now - state.removed_at
+    if adding and since < top:
+        return replace(state, keep_alive_s=min(top, max(2 * keep, keep + since)), removed_at=None)
+    if since >= top:
+        return replace(state, keep_alive_s=max(config.keep_alive_s, keep / 2), removed_at=None)
+    return state
+
+
+def idle_past_keep_alive(
+    obs: Observation, config: HybridConfig, keep_alive_s: float | None = None
+) -> tuple[str, ...]:
+    """Warm hosts idle for the pool's keep-alive (default config.keep_alive_s), least recently
+    active first, as many as min_hosts allows; the pool's last live host only once idle for
+    last_host_keep_alive_s; none while activations wait."""
     if obs.queued > 0:
         return ()
+    keep = config.keep_alive_s if keep_alive_s is None else keep_alive_s
     idle = sorted(
-        (h for h in obs.warm if h.in_flight == 0 and obs.now - h.last_active_at >= config.keep_alive_s),
+        (h for h in obs.warm if h.in_flight == 0 and obs.now - h.last_active_at >= keep),
         key=lambda h: (h.last_active_at, h.host_id),
     )
-    spare = len(obs.live) - config.min_hosts
-    return tuple(h.host_id for h in idle[: max(0, spare)])
+    chosen = idle[: max(0, len(obs.live) - config.min_hosts)]
+    if chosen and len(chosen) == len(obs.live):
+        # All would go: the most recently active one is the last host; it waits its longer keep-alive.
+        last = chosen[-1]
+        if obs.now - last.last_active_at < max(keep, config.last_host_keep_alive_s):
+            chosen = chosen[:-1]
+    return tuple(h.host_id for h in chosen)
 
 
 # --- the policy --------------------------------------------------------------------------------
@@ -402,9 +458,13 @@ def decide_hybrid(
     if scale is not None:
         decisions.append(scale)
 
-    idle = idle_past_keep_alive(obs, config)
+    state = judge_removal(state, obs.now, scale is not None and scale.kind == "add_hosts", config)
+    keep = pool_keep_alive_s(state, config)
+    idle = idle_past_keep_alive(obs, config, keep)
     if idle:
-        decisions.append(Decision.remove_hosts(idle, f"idle for >= {config.keep_alive_s:.0f} s (keep-alive)"))
+        decisions.append(Decision.remove_hosts(idle, f"idle for >= {keep:.0f} s (keep-alive)"))
+        if len(idle) < len(obs.live):  # surplus hosts went (not the pool's last): judge that
+            state = replace(state, removed_at=obs.now)
 
     added = scale.count if scale is not None and scale.kind == "add_hosts" else 0
     short = min(config.min_hosts - len(obs.live) - added, headroom(obs, config.max_hosts) - added)
