@@ -7,7 +7,7 @@ PYTHON := $(VENV)/bin/python
 
 export IMAGE SCALER_IMAGE VENV
 
-.PHONY: setup setup-no-docker image scaler-image models test test-fast demo up bench-runtime bench-models bench-scaler bench-stack lint clean-docker
+.PHONY: setup setup-no-docker image scaler-image models test test-fast demo up bench-runtime bench-models bench-scaler bench-stack bench-trace lint clean-docker
 
 setup:
 	@bash deploy/setup.sh
@@ -52,6 +52,14 @@ bench-scaler: image models
 
 bench-stack: image models
 	$(PYTHON) bench/bench_stack.py
+
+# The Azure Functions trace evaluation (bench/README.md): TRACE=<folder> in the Azure Functions 2019
+# layout (default: the shipped sample); CALIBRATE=1 measures the calibration on this machine first;
+# LIVE=0 skips the live slice, QUICK=1 runs its short form; RESULTS=1 updates bench/results/trace*.
+TRACE ?= simulator/traces/azure2019
+bench-trace: image models
+	$(PYTHON) bench/bench_trace.py --trace $(TRACE) $(if $(CALIBRATE),--calibrate) \
+		$(if $(filter 0,$(LIVE)),--no-live) $(if $(QUICK),--quick) $(if $(RESULTS),--update-results)
 
 lint:
 	$(VENV)/bin/ruff check .

@@ -1,4 +1,5 @@
-"""`python -m warmwhisk_sim`: replay a workload against the scaling policies and compare them."""
+"""`python -m warmwhisk_sim`: replay a workload against the scaling policies and compare them, or
+run the whole trace evaluation's simulated matrix (`--matrix`)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,12 @@ import numpy as np
 
 from warmwhisk_scaler.policy import POLICIES
 
+from .calibration import DEFAULT as DEFAULT_CALIBRATION
+from .calibration import CalibrationError
+from .matrix import MatrixSpec, default_tasks, run_matrix, text_progress
+from .matrix import compare as compare_matrix
 from .replay import HostModel, ReplayResult, ReplaySettings, compare
-from .traces import find_function, read_azure_trace, trace_workload
+from .traces import TraceError, find_function, read_azure_trace, trace_workload
 from .workloads import burst_and_ramp
 
 _COLUMNS = (  # (title, width, format spec, ReplayResult field)
@@ -69,7 +74,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--objective-s", type=float, help="latency objective (s); default max(0.5, 3 × mean run time)"
     )
     parser.add_argument("--policies", default=",".join(POLICIES), help="comma-separated policy names")
+    parser.add_argument(
+        "--matrix",
+        action="store_true",
+        help="with --trace: every function, every variant (the trace evaluation)",
+    )
+    parser.add_argument(
+        "--calibration", type=Path, default=DEFAULT_CALIBRATION, help="--matrix: calibration file"
+    )
+    parser.add_argument("--variants", default="all", help="--matrix: comma-separated variant names")
+    parser.add_argument("--workers", type=int, default=2, help="--matrix: worker processes")
     args = parser.parse_args(argv)
+    try:
+        if args.matrix:
+            if not args.trace:
+                parser.error("--matrix needs --trace")
+            return matrix(args)
+        return replay_cli(args)
+    except (TraceError, CalibrationError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def matrix(args: argparse.Namespace) -> int:
+    """The simulated matrix: one line per run, then the comparison as JSON."""
+    read_azure_trace(args.trace)  # a bad trace fails here, naming file, line and column
+    spec = MatrixSpec(
+        str(args.trace), str(args.calibration), seed=args.seed, tasks=default_tasks(args.variants)
+    )
+    results = run_matrix(spec, workers=args.workers, progress=text_progress(sys.stderr))
+    keys = ("cold_plus_loads_per_1000", "p50_s", "p99_s", "memory_gb_s", "dropped_or_timed_out")
+    print(f"{'variant':<34} {'cluster':<9} " + " ".join(f"{k:>24}" for k in keys))
+    for (name, cluster), m in results.items():
+        print(f"{name:<34} {cluster:<9} " + " ".join(f"{m[k]:>24.3f}" for k in keys))
+    clusters = sorted({c for _, c in results})
+    summary = {
+        c: compare_matrix(results, c)
+        for c in clusters
+        if (("hybrid", c) in results and ("openwhisk", c) in results)
+    }
+    print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
+def replay_cli(args: argparse.Namespace) -> int:
 
     if args.list:
         for rank, fn in enumerate(read_azure_trace(args.list), start=1):
