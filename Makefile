@@ -30,7 +30,7 @@ models: setup
 test: image scaler-image models
 	WARMWHISK_IMAGE=$(IMAGE) WARMWHISK_SCALER_IMAGE=$(SCALER_IMAGE) $(PYTHON) -m pytest tests
 
-# The fast loop: unit tests only (no Docker, no image, no runtime processes), well under a minute.
+# The fast loop: unit tests only (no Docker, no image, no runtime processes), about a minute.
 test-fast: setup-no-docker
 	$(PYTHON) -m pytest -m "not docker and not slow" tests
 

@@ -186,6 +186,7 @@ def test_every_arrival_is_served_or_dropped_and_a_seed_gives_one_result(policy: 
     assert np.array_equal(a.end, b.end, equal_nan=True) and a.memory_mb_s == b.memory_mb_s
 
 
+@pytest.mark.slow  # 3-9 s a policy: left to make test
 @pytest.mark.parametrize("policy", sorted(POLICIES))
 def test_skipping_quiet_pools_changes_nothing(policy: str) -> None:
     """The same run ticking every pool every tick and skipping the quiet ones: identical."""
