@@ -7,6 +7,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from runtime_harness import wait_until
 from warmwhisk_protocol.forwarding import ActionSpec
 from warmwhisk_protocol.records import HostRecord
 from warmwhisk_protocol.registry import RedisRegistry
-from warmwhisk_scaler.service import Service
+from warmwhisk_scaler.service import Service, build
 from warmwhisk_scaler.settings import ScalerSettings
 
 TOKEN = "s3cret-token"
@@ -38,6 +39,15 @@ def guest_registry(service: Service) -> RedisRegistry:
     """The registry of namespace ``guest``, which the scaler serves once it has a credential."""
     service.registries.credentials.issue("guest")
     return service.registries.registry("guest")
+
+
+def served_scaler(redis_url: str, state_dir: Path, max_hosts: int) -> Iterator[Service]:
+    """A scaler service (not started) with the guest's action registered; stopped after (a
+    fixture body: `yield from served_scaler(...)`)."""
+    built = build(scaler_settings(redis_url, state_dir, max_hosts=max_hosts))
+    guest_registry(built).register_action(ACTION, SPEC)
+    yield built
+    built.stop()
 
 
 def fake_host(service: Service, host_id: str = "h-fake", limit: int = 4, **fields: Any) -> HostRecord:

@@ -22,16 +22,14 @@ from redis_harness import free_loopback_port
 from scaler_harness import (
     ACTION,
     AUTH,
-    SPEC,
     finish,
-    guest_registry,
     scaler_process,
-    scaler_settings,
+    served_scaler,
     stop,
     wait_healthy,
 )
 from warmwhisk_scaler.api import MAX_BODY_BYTES, MAX_JSON_DEPTH, create_app
-from warmwhisk_scaler.service import Service, build
+from warmwhisk_scaler.service import Service
 
 CONFIG = f"/pools/{ACTION}/config"
 TOO_DEEP = f"nested at most {MAX_JSON_DEPTH} levels deep"
@@ -42,10 +40,7 @@ DEEP_OBJECT = b'{"a":' * 9000 + b"}" * 9000
 
 @pytest.fixture
 def service(redis_server, tmp_path: Path) -> Iterator[Service]:
-    built = build(scaler_settings(redis_server.url, tmp_path / "hosts", max_hosts=8))
-    guest_registry(built).register_action(ACTION, SPEC)
-    yield built
-    built.stop()
+    yield from served_scaler(redis_server.url, tmp_path / "hosts", 8)
 
 
 @pytest.fixture

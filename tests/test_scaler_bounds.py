@@ -22,11 +22,10 @@ from redis_harness import RedisProcess, free_loopback_port
 from scaler_harness import (
     ACTION,
     AUTH,
-    SPEC,
     finish,
-    guest_registry,
     scaler_process,
     scaler_settings,
+    served_scaler,
     stop,
     wait_healthy,
 )
@@ -41,10 +40,7 @@ CAP = 6
 
 @pytest.fixture
 def service(redis_server, tmp_path: Path) -> Iterator[Service]:
-    built = build(scaler_settings(redis_server.url, tmp_path / "hosts", max_hosts=CAP))
-    guest_registry(built).register_action(ACTION, SPEC)
-    yield built
-    built.stop()
+    yield from served_scaler(redis_server.url, tmp_path / "hosts", CAP)
 
 
 @pytest.fixture
