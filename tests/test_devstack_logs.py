@@ -8,6 +8,7 @@ import io
 from collections.abc import Iterator
 from typing import Any
 
+from runtime_harness import wait_until
 from warmwhisk_devstack.containers import LogCollector
 from warmwhisk_runtime.isolation import ActivationLog, LogSink
 
@@ -35,8 +36,8 @@ def written(tag: bool, runs: list[tuple[str, str]]) -> StreamedContainer:
     return StreamedContainer(out.getvalue(), err.getvalue())
 
 
-def collected(container: StreamedContainer) -> LogCollector:
-    collector = LogCollector(container)
+def collected(container: StreamedContainer, by_activation: bool = True) -> LogCollector:
+    collector = LogCollector(container, by_activation)
     for thread in collector._threads:  # the streams are finite here: wait for both to be read
         thread.join(timeout=5)
     return collector
@@ -55,10 +56,17 @@ def test_each_activation_takes_its_own_block_whatever_the_finishing_order() -> N
     assert collector.take("a0", timeout_s=0.1) is None, "a block is taken once"
 
 
+def test_a_bare_sentinel_printed_by_action_code_hands_its_lines_to_no_other_run() -> None:
+    runs = [("a1", "mine\nXXX_THE_END_OF_A_WHISK_ACTIVATION_XXX\n"), ("a2", "theirs\n")]
+    collector = collected(written(True, runs))
+    assert texts(collector.take("a2", timeout_s=1)) == ["stdout: theirs"]
+    assert collector.take("a3", timeout_s=0.1) is None
+
+
 def test_untagged_sentinels_are_taken_in_order_and_stay_exact() -> None:
     container = written(False, [("a1", "first\n"), ("a2", "second\n")])
     assert container._texts["stderr"].splitlines() == ["XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"] * 2
-    collector = collected(container)
+    collector = collected(container, by_activation=False)
     assert texts(collector.take("a2", timeout_s=1)) == ["stdout: first"]
     assert texts(collector.take("a2", timeout_s=1)) == ["stdout: second"]
 
@@ -68,3 +76,14 @@ def test_an_id_that_is_not_a_plain_token_is_not_written() -> None:
     assert container._texts["stdout"].splitlines() == [
         "x", "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX", "y", "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX",
     ]  # fmt: skip
+
+
+def test_a_failed_inits_sentinel_names_the_activation_of_the_init(start_process_runtime) -> None:
+    """The runtime end to end: /init with code that raises writes its error, then a sentinel
+    naming the activation that triggered the init (so the stack gives that run the error)."""
+    runtime = start_process_runtime(env={"WARMWHISK_LOG_ACTIVATION_IDS": "true"})
+    code = "raise ValueError('broken on purpose')\ndef main(args):\n    return args\n"
+    status, _ = runtime.init(code, env={"__OW_ACTIVATION_ID": "0123abcd"})
+    assert status == 502
+    named = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX 0123abcd"
+    wait_until(lambda: all(named in text for text in runtime.logs()), timeout_s=5, what="the named sentinels")

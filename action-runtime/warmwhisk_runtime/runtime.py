@@ -119,6 +119,9 @@ class Runtime:
         self.action: Target | None = None
         self._init_lock = threading.Lock()
         self._init_claimed = False
+        # The activation whose /init this is (its env's __OW_ACTIVATION_ID): a failed init's
+        # sentinel names it, like a run's (`LogSink`, `config.log_activation_ids`).
+        self._init_activation_id = ""
         # Admission: concurrent mode waits for one of `max_concurrent` slots; otherwise a /run
         # that overlaps another is refused, as upstream runtimes do.
         self._slots = threading.BoundedSemaphore(config.max_concurrent if config.concurrent else 1)
@@ -152,6 +155,7 @@ class Runtime:
         started = time.perf_counter()
         try:
             fields = contract.init_fields(contract.parse_json_object(raw, "/init"))
+            self._init_activation_id = str(fields["env"].get(contract.env_name("activation_id")) or "")
             now = now_ms()
             timeout = seconds_left(contract.deadline_ms(fields["env"], now), now)
             self.action = self.mode.init(fields, timeout)
@@ -180,7 +184,7 @@ class Runtime:
         if status == contract.BAD_REQUEST:
             self._init_claimed = False  # the body was unreadable: nothing was applied, try again
         self.sink.write_direct("stderr", message + "\n")
-        self.sink.emit(None)  # one sentinel pair after a failed init (§5)
+        self.sink.emit(None, self._init_activation_id)  # one sentinel pair after a failed init (§5)
         self.metrics.count_error("init")
         return error_response(status, message)
 

@@ -12,11 +12,11 @@ blackbox image must too) and `WARMWHISK_HOST=127.0.0.1`.
 
 Logs: OpenWhisk reads each activation's lines up to the sentinel printed on stdout and stderr.
 `LogCollector` follows both streams of a container and cuts them into blocks at the sentinels.
-The stack's runtime containers get `WARMWHISK_LOG_ACTIVATION_IDS=true`, so each sentinel names the
-activation it ends and the invoker takes a run's own block even when several runs of one
-container finish at the same instant (OpenWhisk lists interleaved logs of concurrent activations
-as a known issue, docs/intra-concurrency.md). A block without an id (a failed /init, a blackbox
-image) is taken in the order the blocks came.
+The stack's runtime containers get `WARMWHISK_LOG_ACTIVATION_IDS=true`, so each sentinel (a failed
+/init's too) names the activation it ends and the invoker takes a run's own block even when
+several runs of one container finish at the same instant (OpenWhisk lists interleaved logs of
+concurrent activations as a known issue, docs/intra-concurrency.md). A blackbox image's blocks
+are taken in the order they came.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ import docker.types
 import requests
 
 SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
+# The runtime's switch that makes each sentinel name its activation (`LogCollector`).
+LOG_ACTIVATION_IDS = "WARMWHISK_LOG_ACTIVATION_IDS"
 LABEL = "warmwhisk.devstack"
 # OpenWhisk's defaults for every action container (InvokerReactive.scala).
 OPENWHISK_DEFAULTS: dict[str, Any] = {
@@ -64,6 +66,8 @@ class ContainerSpec:
     env: Mapping[str, str]
     volumes: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
+    # Its sentinels name their activation (the runtime with LOG_ACTIVATION_IDS; `LogCollector`).
+    logs_by_activation: bool = False
 
 
 class PortPool:
@@ -86,15 +90,18 @@ class PortPool:
 
 
 class LogCollector:
-    """Both streams of one container, cut into blocks at the sentinels (a thread per stream)."""
+    """Both streams of one container, cut into blocks at the sentinels (a thread per stream).
 
-    def __init__(self, container: Any, max_line_chars: int = 16 * 1024) -> None:
-        # per stream: blocks whose sentinel named an activation, and those in order without one
-        self._tagged: dict[str, collections.OrderedDict[str, list[str]]] = {
-            "stdout": collections.OrderedDict(),
-            "stderr": collections.OrderedDict(),
-        }
-        self._blocks: dict[str, collections.deque[list[str]]] = {
+    `by_activation`: the container names the activation after each sentinel (the stack's runtime
+    kinds), so a run takes only the block that names it, whatever order runs finish in, and a
+    bare sentinel that action code prints never hands its lines to another run. Otherwise (a
+    blackbox image) blocks are taken in the order they came, as OpenWhisk does.
+    """
+
+    def __init__(self, container: Any, by_activation: bool, max_line_chars: int = 16 * 1024) -> None:
+        self._by_activation = by_activation
+        # per stream, in arrival order: (the activation the sentinel named, or "", the lines)
+        self._blocks: dict[str, collections.deque[tuple[str, list[str]]]] = {
             "stdout": collections.deque(maxlen=MAX_WAITING_BLOCKS),
             "stderr": collections.deque(maxlen=MAX_WAITING_BLOCKS),
         }
@@ -124,39 +131,43 @@ class LogCollector:
                 for raw in complete:
                     stamp, _, text = raw.decode(errors="replace").partition(" ")
                     if SENTINEL in text:
-                        self._finished(stream, text.partition(SENTINEL)[2].strip(), lines)
+                        with self._changed:
+                            self._blocks[stream].append((text.partition(SENTINEL)[2].strip(), lines))
+                            self._changed.notify_all()
                         lines, size = [], 0
                     elif size < MAX_BLOCK_BYTES:
                         line = f"{stamp:<30} {stream}: {text[: self._max_line]}"
                         lines.append(line)
                         size += len(line)
 
-    def _finished(self, stream: str, activation_id: str, lines: list[str]) -> None:
-        with self._changed:
-            if activation_id:
-                tagged = self._tagged[stream]
-                tagged[activation_id] = lines
-                if len(tagged) > MAX_WAITING_BLOCKS:
-                    tagged.popitem(last=False)
-            else:
-                self._blocks[stream].append(lines)
-            self._changed.notify_all()
+    def _pop(self, stream: str, activation_id: str) -> list[str] | None:
+        blocks = self._blocks[stream]
+        if not self._by_activation:
+            return blocks.popleft()[1] if blocks else None
+        for i, (named, lines) in enumerate(blocks):
+            if named == activation_id:
+                del blocks[i]
+                return lines
+        return None
 
-    def take(self, activation_id: str = "", timeout_s: float = LOG_IDLE_S) -> list[str] | None:
-        """The block of each stream that ends `activation_id` (else the next block without an id),
+    def take(self, activation_id: str, timeout_s: float = LOG_IDLE_S) -> list[str] | None:
+        """The block of each stream for `activation_id` (by activation, else the next one),
         interleaved by time; None when they do not arrive."""
         deadline = time.monotonic() + timeout_s
         with self._changed:
             while True:
-                if all(activation_id in self._tagged[stream] for stream in ("stdout", "stderr")):
-                    blocks = [self._tagged[stream].pop(activation_id) for stream in ("stdout", "stderr")]
-                    return sorted(blocks[0] + blocks[1])
-                if self._blocks["stdout"] and self._blocks["stderr"]:
-                    return sorted(self._blocks["stdout"].popleft() + self._blocks["stderr"].popleft())
+                if self._ready(activation_id):
+                    out = self._pop("stdout", activation_id), self._pop("stderr", activation_id)
+                    return sorted((out[0] or []) + (out[1] or []))
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None
                 self._changed.wait(left)
+
+    def _ready(self, activation_id: str) -> bool:
+        if not self._by_activation:
+            return bool(self._blocks["stdout"] and self._blocks["stderr"])
+        return all(any(named == activation_id for named, _ in self._blocks[s]) for s in ("stdout", "stderr"))
 
 
 @dataclass
@@ -217,7 +228,7 @@ class Engine:
             return handle
 
         handle = await asyncio.to_thread(create)
-        container = Container(handle.id, port, handle, LogCollector(handle))
+        container = Container(handle.id, port, handle, LogCollector(handle, spec.logs_by_activation))
         try:
             await self._wait_listening(container, ready_timeout_s)
         except BaseException:

@@ -29,7 +29,7 @@ from warmwhisk_protocol.credentials import CREDENTIAL_PARAMETER
 
 from . import actions, activations, messages
 from .activations import Outcome
-from .containers import Container, ContainerError, ContainerSpec, Engine
+from .containers import LOG_ACTIVATION_IDS, Container, ContainerError, ContainerSpec, Engine
 from .pool import ActionKey, Placement, Pool, Slot
 from .store import Store
 
@@ -329,9 +329,13 @@ class Invoker:
 
     # -- containers ----------------------------------------------------------------------------------
     def _spec(self, exec_: Mapping[str, Any], memory_mb: int) -> ContainerSpec:
-        image = exec_["image"] if exec_["kind"] == actions.BLACKBOX else self._settings.images[exec_["kind"]]
+        blackbox = exec_["kind"] == actions.BLACKBOX
+        image = exec_["image"] if blackbox else self._settings.images[exec_["kind"]]
+        # Only the stack's own runtime image is known to honour the switch; a blackbox image
+        # gets the same environment but may print bare sentinels.
+        by_activation = not blackbox and self._settings.env.get(LOG_ACTIVATION_IDS) == "true"
         return ContainerSpec(
-            image, memory_mb, self._settings.env, self._settings.volumes, self._settings.labels
+            image, memory_mb, self._settings.env, self._settings.volumes, self._settings.labels, by_activation
         )
 
     def _name(self) -> str:

@@ -34,7 +34,7 @@ from warmwhisk_protocol.credentials import without_credential
 
 from .actions import ActionRules, LimitRange
 from .api import Api, ApiSettings
-from .containers import LABEL, Engine
+from .containers import LABEL, LOG_ACTIVATION_IDS, Engine
 from .invoker import Invoker, InvokerSettings
 from .pool import Pool, StemCell
 from .services import RedisProcess, ScalerProcess
@@ -42,8 +42,6 @@ from .store import Store
 
 Mode = Literal["warmwhisk", "stock"]
 ALLOW_CONCURRENT = "__OW_ALLOW_CONCURRENT"
-# Each sentinel names its activation, so logs of concurrent runs stay apart (containers.LogCollector).
-LOG_ACTIVATION_IDS = "WARMWHISK_LOG_ACTIVATION_IDS"
 MIB = 1024 * 1024
 
 
